@@ -1,0 +1,179 @@
+// Drivers of basis similarity and pair statistics (forward and backward). The projection and normalisation are
+// ATen ops on either device; the pair statistics are accumulated tile by tile by the device epilogues.
+#include <torch/library.h>
+
+#include "slade/common.h"
+#include "slade/drivers.h"
+
+namespace slade {
+namespace {
+
+using Opt = c10::optional<at::Tensor>;
+constexpr double kNormEps = 1e-12;  // torch.nn.functional.normalize's epsilon
+
+// r = x W^T and its row norms (clamped like F.normalize), in the compute dtype.
+struct Projection {
+  at::Tensor x, rn, norm;
+};
+Projection project(const at::Tensor& x, const at::Tensor& basis) {
+  Projection p;
+  p.x = x.to(compute_dtype(x));
+  auto r = at::matmul(p.x, basis.to(p.x.scalar_type()).t());
+  p.norm = r.norm(2, {-1}, /*keepdim=*/true);
+  p.rn = r / p.norm.clamp_min(kNormEps);
+  return p;
+}
+
+// Back through rn = r / max(|r|, eps) and r = x W^T: returns (grad_x, grad_W) for grad_rn.
+std::pair<at::Tensor, at::Tensor> projection_backward(const at::Tensor& grad_rn, const Projection& p,
+                                                      const at::Tensor& basis) {
+  auto clamped = p.norm.clamp_min(kNormEps);
+  auto tangent = (grad_rn - p.rn * (grad_rn * p.rn).sum(-1, /*keepdim=*/true)) / clamped;
+  auto grad_r = at::where(p.norm > kNormEps, tangent, grad_rn / kNormEps);
+  auto w = basis.to(grad_r.scalar_type());
+  auto grad_x = at::matmul(grad_r, w);
+  auto grad_w = at::mm(grad_r.reshape({-1, grad_r.size(-1)}).t(), p.x.reshape({-1, p.x.size(-1)}));
+  return {grad_x, grad_w};
+}
+
+void check_similarity_inputs(const at::Tensor& emb, const at::Tensor& basis, const Opt& ref_emb) {
+  TORCH_CHECK_VALUE(emb.dim() == 2 || emb.dim() == 3, "emb must be [N, d] or batched [B, N, d], got shape ",
+                    emb.sizes());
+  check_embeddings(emb.reshape({-1, emb.size(-1)}), "emb");
+  check_basis(basis, emb.size(-1), emb.device(), "basis");
+  if (ref_emb.has_value()) {
+    TORCH_CHECK_VALUE(ref_emb->dim() == emb.dim(), "ref_emb must have as many dims as emb (", emb.dim(),
+                      "), got shape ", ref_emb->sizes());
+    TORCH_CHECK_VALUE(ref_emb->size(-1) == emb.size(-1), "ref_emb has d = ", ref_emb->size(-1),
+                      " but emb has d = ", emb.size(-1));
+    TORCH_CHECK_VALUE(emb.dim() == 2 || ref_emb->size(0) == emb.size(0), "ref_emb has batch size ",
+                      ref_emb->size(0), " but emb has ", emb.size(0));
+    check_same_device(*ref_emb, emb.device(), "ref_emb");
+    check_embeddings(ref_emb->reshape({-1, ref_emb->size(-1)}), "ref_emb");
+  }
+}
+
+at::Tensor basis_similarity(const at::Tensor& emb, const at::Tensor& basis, const Opt& ref_emb) {
+  check_similarity_inputs(emb, basis, ref_emb);
+  auto rn = project(emb, basis).rn;
+  auto qn = ref_emb.has_value() ? project(*ref_emb, basis).rn : rn;
+  return at::matmul(rn, qn.transpose(-1, -2)).to(emb.scalar_type());
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> basis_similarity_backward(const at::Tensor& grad,
+                                                                          const at::Tensor& emb,
+                                                                          const at::Tensor& basis,
+                                                                          const Opt& ref_emb) {
+  auto p = project(emb, basis);
+  auto g = grad.to(p.rn.scalar_type());
+  if (!ref_emb.has_value()) {
+    auto grad_rn = at::matmul(g + g.transpose(-1, -2), p.rn);
+    auto [grad_x, grad_w] = projection_backward(grad_rn, p, basis);
+    return {grad_x.to(emb.scalar_type()), grad_w.to(basis.scalar_type()), emb.new_empty({0})};
+  }
+  auto q = project(*ref_emb, basis);
+  auto [grad_x, grad_w] = projection_backward(at::matmul(g, q.rn), p, basis);
+  auto [grad_y, grad_w_ref] = projection_backward(at::matmul(g.transpose(-1, -2), p.rn), q, basis);
+  return {grad_x.to(emb.scalar_type()), (grad_w + grad_w_ref).to(basis.scalar_type()),
+          grad_y.to(ref_emb->scalar_type())};
+}
+
+// Prepared inputs of the pair statistics: projections plus the validated labels.
+struct StatsInputs {
+  Projection p, q;
+  PairInputs pairs;
+};
+StatsInputs prepare_stats(const at::Tensor& emb, const at::Tensor& basis, const at::Tensor& labels,
+                          const Opt& ref_emb, const Opt& ref_labels) {
+  TORCH_CHECK_VALUE(emb.dim() == 2, "emb must be 2-D [N, d], got shape ", emb.sizes());
+  TORCH_CHECK_VALUE(ref_emb.has_value() == ref_labels.has_value(),
+                    "ref_emb and ref_labels must be given together");
+  StatsInputs s;
+  // Validates everything (labels, devices, basis) and projects with the basis.
+  s.pairs = prepare_pair_inputs(emb, labels, ref_emb, ref_labels, /*labels_required=*/true, &basis);
+  s.p = project(emb, basis);
+  s.q = ref_emb.has_value() ? project(*ref_emb, basis) : s.p;
+  s.pairs.rows = s.p.rn;
+  s.pairs.refs = s.q.rn;
+  return s;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> basis_pair_stats(
+    const at::Tensor& emb, const at::Tensor& basis, const at::Tensor& labels, const Opt& ref_emb,
+    const Opt& ref_labels) {
+  auto s = prepare_stats(emb, basis, labels, ref_emb, ref_labels);
+  auto acc = at::zeros({6}, emb.options().dtype(at::kDouble));
+  for_each_similarity_tile(s.pairs.rows, s.pairs.refs, tile_budget(s.pairs.rows),
+                           [&](int64_t begin, const at::Tensor& sim) {
+                             pair_stats_tile(make_tile(s.pairs, begin, sim), acc);
+                           });
+  auto out_dtype = s.p.rn.scalar_type();
+  auto moments = [&](int64_t k) {
+    auto n = acc[k + 2];
+    auto safe_n = n.clamp_min(1.0);
+    auto mu = at::where(n > 0, acc[k] / safe_n, at::zeros_like(n));
+    auto var = at::where(n > 0, (acc[k + 1] / safe_n - mu * mu).clamp_min(0.0), at::zeros_like(n));
+    return std::make_tuple(mu.to(out_dtype), var.to(out_dtype), n.to(at::kLong));
+  };
+  auto [mu_pos, var_pos, n_pos] = moments(0);
+  auto [mu_neg, var_neg, n_neg] = moments(3);
+  return {mu_pos, var_pos, mu_neg, var_neg, n_pos, n_neg};
+}
+
+// grad_stats = [d mu_pos, d var_pos, d mu_neg, d var_neg]; stats = [mu_pos, var_pos, mu_neg, var_neg, n_pos, n_neg].
+std::tuple<at::Tensor, at::Tensor, at::Tensor> basis_pair_stats_backward(
+    const at::Tensor& grad_stats, const at::Tensor& emb, const at::Tensor& basis, const at::Tensor& labels,
+    const Opt& ref_emb, const Opt& ref_labels, const at::Tensor& stats) {
+  TORCH_CHECK_VALUE(grad_stats.numel() == 4, "grad_stats must hold 4 values");
+  TORCH_CHECK_VALUE(stats.numel() == 6, "stats must hold 6 values");
+  auto s = prepare_stats(emb, basis, labels, ref_emb, ref_labels);
+  auto g = grad_stats.to(at::kDouble).cpu();
+  auto st = stats.to(at::kDouble).cpu();
+  // side 0 = positive pairs, 1 = negative pairs.
+  auto coef_of = [&](int64_t side) {
+    double n = st[4 + side].item<double>();
+    if (n <= 0) return std::make_pair(0.0, 0.0);
+    double g_mu = g[2 * side].item<double>(), g_var = g[2 * side + 1].item<double>(), mu = st[2 * side].item<double>();
+    // d mu / d s = 1/n;  d var / d s = 2 (s - mu) / n.
+    return std::make_pair((g_mu - 2.0 * g_var * mu) / n, 2.0 * g_var / n);
+  };
+  auto [a_pos, b_pos] = coef_of(0);
+  auto [a_neg, b_neg] = coef_of(1);
+  const std::array<double, 4> coef{a_pos, b_pos, a_neg, b_neg};
+
+  auto grad_rn = at::zeros_like(s.pairs.rows);
+  auto grad_qn = s.pairs.self ? grad_rn : at::zeros_like(s.pairs.refs);
+  for_each_similarity_tile(s.pairs.rows, s.pairs.refs, tile_budget(s.pairs.rows),
+                           [&](int64_t begin, const at::Tensor& sim) {
+                             auto tile = make_tile(s.pairs, begin, sim);
+                             pair_weights_tile(tile, coef);  // sim now holds d(loss)/d(s) for this block
+                             auto rows = s.pairs.rows.narrow(0, begin, sim.size(0));
+                             grad_rn.narrow(0, begin, sim.size(0)).add_(at::mm(tile.sim, s.pairs.refs));
+                             grad_qn.add_(at::mm(tile.sim.t(), rows));
+                           });
+  auto [grad_x, grad_w] = projection_backward(grad_rn, s.p, basis);
+  if (s.pairs.self) return {grad_x.to(emb.scalar_type()), grad_w.to(basis.scalar_type()), emb.new_empty({0})};
+  auto [grad_y, grad_w_ref] = projection_backward(grad_qn, s.q, basis);
+  return {grad_x.to(emb.scalar_type()), (grad_w + grad_w_ref).to(basis.scalar_type()),
+          grad_y.to(ref_emb->scalar_type())};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(slade, CPU, m) {
+  m.impl("basis_similarity", &basis_similarity);
+  m.impl("basis_similarity_backward", &basis_similarity_backward);
+  m.impl("basis_pair_stats", &basis_pair_stats);
+  m.impl("basis_pair_stats_backward", &basis_pair_stats_backward);
+}
+
+#ifdef WITH_CUDA
+TORCH_LIBRARY_IMPL(slade, CUDA, m) {
+  m.impl("basis_similarity", &basis_similarity);
+  m.impl("basis_similarity_backward", &basis_similarity_backward);
+  m.impl("basis_pair_stats", &basis_pair_stats);
+  m.impl("basis_pair_stats_backward", &basis_pair_stats_backward);
+}
+#endif
+
+}  // namespace slade

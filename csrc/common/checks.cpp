@@ -1,0 +1,89 @@
+// Argument checks and float32 helpers shared by every driver (common.h).
+#include "slade/common.h"
+
+#include <cmath>
+
+namespace slade {
+
+void check_embeddings(const at::Tensor& emb, const char* name) {
+  TORCH_CHECK_VALUE(emb.dim() == 2, name, " must be 2-D [N, d], got ", emb.dim(), "-D with shape ", emb.sizes());
+  TORCH_CHECK_TYPE(at::isFloatingType(emb.scalar_type()), name,
+                   " must be a floating tensor (float32/float64/float16/bfloat16), got ", emb.scalar_type());
+  TORCH_CHECK_VALUE(emb.size(1) > 0 || emb.size(0) == 0, name, " must have at least one feature column");
+  // NaN/Inf policy: refuse. A NaN similarity compares false with everything and would silently drop pairs.
+  if (emb.numel() > 0) {
+    TORCH_CHECK_VALUE(at::isfinite(emb).all().item<bool>(), name, " contains NaN or Inf values");
+  }
+}
+
+void check_labels(const at::Tensor& labels, int64_t n, const at::Device& device, const char* name) {
+  TORCH_CHECK_VALUE(labels.dim() == 1, name, " must be 1-D, got shape ", labels.sizes());
+  TORCH_CHECK_TYPE(at::isIntegralType(labels.scalar_type(), /*includeBool=*/false), name,
+                   " must be an integer tensor, got ", labels.scalar_type());
+  TORCH_CHECK_VALUE(labels.size(0) == n, name, " has length ", labels.size(0), " but the embeddings have ", n,
+                    " rows");
+  check_same_device(labels, device, name);
+}
+
+void check_same_device(const at::Tensor& other, const at::Device& device, const char* name) {
+  TORCH_CHECK_VALUE(other.device() == device, name, " is on ", other.device(), " but the embeddings are on ",
+                    device);
+}
+
+void check_basis(const at::Tensor& basis, int64_t expected_dim, const at::Device& device, const char* name) {
+  TORCH_CHECK_VALUE(basis.dim() == 2, name, " must be 2-D [K, d], got shape ", basis.sizes());
+  TORCH_CHECK_TYPE(at::isFloatingType(basis.scalar_type()), name, " must be a floating tensor, got ",
+                   basis.scalar_type());
+  TORCH_CHECK_VALUE(basis.size(1) == expected_dim, name, " has ", basis.size(1),
+                    " columns but the embeddings have d = ", expected_dim);
+  TORCH_CHECK_VALUE(basis.size(0) > 0, name, " must have at least one row");
+  check_same_device(basis, device, name);
+  TORCH_CHECK_VALUE(at::isfinite(basis).all().item<bool>(), name, " contains NaN or Inf values");
+}
+
+void check_finite_scalar(double value, const char* name) {
+  TORCH_CHECK_VALUE(std::isfinite(value), name, " must be finite, got ", value);
+}
+
+at::ScalarType compute_dtype(const at::Tensor& x) {
+  return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+at::Tensor normalize_rows(const at::Tensor& x) {
+  auto xf = x.to(compute_dtype(x));
+  // Same epsilon as torch.nn.functional.normalize, so a zero row maps to zero (similarity 0 to everything).
+  return xf / xf.norm(2, {-1}, /*keepdim=*/true).clamp_min(1e-12);
+}
+
+at::Tensor project_normalize(const at::Tensor& x, const at::Tensor& basis) {
+  auto dtype = compute_dtype(x);
+  return normalize_rows(at::matmul(x.to(dtype), basis.to(dtype).t()));
+}
+
+at::Tensor labels_int64(const at::Tensor& labels) { return labels.to(at::kLong).contiguous(); }
+
+Distance parse_distance(const std::string& name) {
+  if (name == "cosine") return Distance::Cosine;
+  if (name == "l2") return Distance::L2;
+  TORCH_CHECK_VALUE(false, "distance must be \"cosine\" or \"l2\", got \"", name, "\"");
+}
+
+int64_t rows_per_tile(int64_t n_rows, int64_t n_cols, int64_t max_tile_elems) {
+  int64_t rows = n_cols > 0 ? max_tile_elems / n_cols : n_rows;
+  return std::max<int64_t>(1, std::min<int64_t>(rows, std::max<int64_t>(n_rows, 1)));
+}
+
+void for_each_similarity_tile(const at::Tensor& rows, const at::Tensor& refs, int64_t max_tile_elems,
+                              const std::function<void(int64_t, const at::Tensor&)>& fn) {
+  const int64_t n = rows.size(0);
+  const int64_t m = refs.size(0);
+  if (n == 0 || m == 0) return;
+  const int64_t block = rows_per_tile(n, m, max_tile_elems);
+  auto refs_t = refs.t();
+  for (int64_t begin = 0; begin < n; begin += block) {
+    const int64_t len = std::min(block, n - begin);
+    fn(begin, at::mm(rows.narrow(0, begin, len), refs_t).contiguous());
+  }
+}
+
+}  // namespace slade

@@ -1,0 +1,55 @@
+// Shared, device-independent pieces of every op: argument checks, float32 normalisation and the row-block tiling
+// that keeps similarity work at O(block * M) memory instead of O(N * M).
+#pragma once
+
+#include <ATen/ATen.h>
+#include <c10/util/Optional.h>
+
+#include <functional>
+#include <string>
+
+namespace slade {
+
+// ---- argument checks: every message names the argument -------------------------------------------------------
+// emb must be a 2-D floating tensor (float32/float64/float16/bfloat16) with finite values.
+void check_embeddings(const at::Tensor& emb, const char* name);
+// labels must be a 1-D integer tensor of length n on `device`.
+void check_labels(const at::Tensor& labels, int64_t n, const at::Device& device, const char* name);
+// other must live on `device`.
+void check_same_device(const at::Tensor& other, const at::Device& device, const char* name);
+// basis must be a 2-D floating tensor [K, d] with finite values and d == expected_dim.
+void check_basis(const at::Tensor& basis, int64_t expected_dim, const at::Device& device, const char* name);
+// A scalar threshold/margin must be finite (NaN would silently select nothing or everything).
+void check_finite_scalar(double value, const char* name);
+
+// ---- numeric helpers ------------------------------------------------------------------------------------------
+// Rows of x scaled to unit L2 norm, computed in float32 (fp16/bf16 inputs are upcast; float64 stays float64).
+at::Tensor normalize_rows(const at::Tensor& x);
+// Rows of normalize(x @ basis^T): the basis projection r = W f of METHOD.md, unit length.
+at::Tensor project_normalize(const at::Tensor& x, const at::Tensor& basis);
+// float32 unless the input is float64: the accumulation type of every kernel.
+at::ScalarType compute_dtype(const at::Tensor& x);
+
+// ---- tiling ---------------------------------------------------------------------------------------------------
+// Number of query rows per similarity tile so that a tile holds at most `max_tile_elems` values (at least 1 row).
+int64_t rows_per_tile(int64_t n_rows, int64_t n_cols, int64_t max_tile_elems);
+// Calls fn(row_begin, tile) for consecutive row blocks, tile = rows[row_begin:row_end] @ refs^T
+// ([rows_in_block, M], never the whole N x M matrix). Works on any device: the GEMM is ATen's.
+void for_each_similarity_tile(const at::Tensor& rows, const at::Tensor& refs, int64_t max_tile_elems,
+                              const std::function<void(int64_t, const at::Tensor&)>& fn);
+
+// ---- label handling -------------------------------------------------------------------------------------------
+// Labels as contiguous int64 on their device.
+at::Tensor labels_int64(const at::Tensor& labels);
+
+// ---- distances ------------------------------------------------------------------------------------------------
+// Miners accept "cosine" (similarity, larger is closer) or "l2" (Euclidean distance of L2-normalised embeddings).
+enum class Distance { Cosine, L2 };
+Distance parse_distance(const std::string& name);
+
+// Tile budget: 4M floats (16 MiB) per tile on the CPU, 64M (256 MiB) on CUDA.
+constexpr int64_t kCpuTileElems = int64_t(1) << 22;
+constexpr int64_t kCudaTileElems = int64_t(1) << 26;
+inline int64_t tile_budget(const at::Tensor& t) { return t.is_cuda() ? kCudaTileElems : kCpuTileElems; }
+
+}  // namespace slade

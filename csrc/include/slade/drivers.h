@@ -1,0 +1,55 @@
+// Pieces shared by the op drivers in csrc/common/: validated mining inputs and the collection of tile outputs.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <c10/util/Optional.h>
+
+#include <array>
+#include <vector>
+
+#include "slade/common.h"
+#include "slade/tiles.h"
+
+namespace slade {
+
+// Validated, L2-normalised query rows and references with their int64 labels.
+// ref_emb = None means "the query set against itself": refs alias rows and self-pairs are excluded.
+struct PairInputs {
+  at::Tensor rows, refs, labels, ref_labels;
+  bool self = true;
+};
+// labels may be undefined when `labels_required` is false (selection without pseudo labels). With a basis, rows
+// are the normalised basis projections instead of the normalised embeddings. labels_name names the argument in
+// error messages.
+PairInputs prepare_pair_inputs(const at::Tensor& emb, const c10::optional<at::Tensor>& labels,
+                               const c10::optional<at::Tensor>& ref_emb,
+                               const c10::optional<at::Tensor>& ref_labels, bool labels_required,
+                               const at::Tensor* basis = nullptr, const char* labels_name = "labels");
+
+// The tile of rows [begin, begin + sim.size(0)) with its labels.
+Tile make_tile(const PairInputs& in, int64_t begin, const at::Tensor& sim);
+
+// Concatenates per-tile index tensors position by position (empty int64 tensors on `device` when none).
+template <size_t K>
+std::array<at::Tensor, K> concat_tiles(const std::vector<std::array<at::Tensor, K>>& parts, const at::Device& device) {
+  std::array<at::Tensor, K> out;
+  for (size_t k = 0; k < K; ++k) {
+    std::vector<at::Tensor> pieces;
+    pieces.reserve(parts.size());
+    for (const auto& p : parts) pieces.push_back(p[k]);
+    out[k] = pieces.empty() ? at::empty({0}, at::TensorOptions().dtype(at::kLong).device(device)) : at::cat(pieces);
+  }
+  return out;
+}
+
+// Runs a mining epilogue over all tiles of `in` and concatenates the results in row order.
+template <size_t K, typename Epilogue>
+std::array<at::Tensor, K> mine_all_tiles(const PairInputs& in, Epilogue&& epilogue) {
+  std::vector<std::array<at::Tensor, K>> parts;
+  for_each_similarity_tile(in.rows, in.refs, tile_budget(in.rows), [&](int64_t begin, const at::Tensor& sim) {
+    parts.push_back(epilogue(make_tile(in, begin, sim)));
+  });
+  return concat_tiles<K>(parts, in.rows.device());
+}
+
+}  // namespace slade

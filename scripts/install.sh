@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Sets up .venv with torch and slade_ext (the C++/CUDA kernels compile during the install).
+#   bash scripts/install.sh          # for the main job (`slade run`)
+#   bash scripts/install.sh --test   # plus what the tests need
+# Environment: TORCH_SPEC (default torch==2.14.1), TORCH_CUDA_ARCH_LIST (default: the local GPU's, else a list),
+# FORCE_CUDA=0/1, SKIP_APT=1 to leave system packages alone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+extras="cpu"
+[ "${1:-}" = "--test" ] && extras="cpu,test"
+
+# Debian fonts for the glyph benchmark (a subset of DATA.md's list) and Fashion-MNIST.
+APT_PACKAGES="fontconfig fonts-ipafont-gothic fonts-ipafont-mincho fonts-vlgothic fonts-wqy-zenhei
+  fonts-wqy-microhei fonts-arphic-uming fonts-arphic-ukai fonts-sawarabi-gothic fonts-sawarabi-mincho
+  dataset-fashion-mnist"
+if [ "${SKIP_APT:-0}" != "1" ]; then
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  missing=$(for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
+  if [ -n "$missing" ]; then
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  fi
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install -q --upgrade pip setuptools wheel ninja
+.venv/bin/pip install -q "${TORCH_SPEC:-torch==2.14.1}"
+# --no-build-isolation: the extension must be compiled against the torch it will run with.
+.venv/bin/pip install -q --no-build-isolation ".[${extras}]"
+.venv/bin/python -c "import slade_ext, json; print('slade_ext build:', json.dumps(slade_ext.build_info()))"

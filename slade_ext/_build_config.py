@@ -1,0 +1,72 @@
+"""How the extension is compiled: shared by setup.py (prebuilt `_C`) and the JIT loader.
+
+Kept free of any import from the rest of `slade_ext` so that setup.py can load it by path.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import sys
+from pathlib import Path
+
+# Architectures compiled when neither TORCH_CUDA_ARCH_LIST nor a visible GPU says otherwise.
+# nvcc 13 dropped everything below 7.5; PTX for the newest lets future GPUs JIT the kernels.
+DEFAULT_CUDA_ARCHS = "7.5;8.0;8.6;8.9;9.0+PTX"
+
+
+def source_files(csrc: Path, with_cuda: bool) -> list[str]:
+    """All kernel sources: the schema file, shared C++, CPU kernels and (optionally) CUDA kernels."""
+    files = [str(csrc / "ops.cpp")]
+    files += sorted(glob.glob(str(csrc / "common" / "*.cpp")))
+    files += sorted(glob.glob(str(csrc / "cpu" / "*.cpp")))
+    if with_cuda:
+        files += sorted(glob.glob(str(csrc / "cuda" / "*.cu")))
+    return files
+
+
+def want_cuda(torch_module) -> bool:
+    """FORCE_CUDA=1 forces the CUDA build, FORCE_CUDA=0 forces the CPU build, else: CUDA torch + nvcc."""
+    force = os.environ.get("FORCE_CUDA")
+    if force is not None and force.strip() != "":
+        return force.strip() not in ("0", "false", "False")
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    return torch_module.version.cuda is not None and CUDA_HOME is not None
+
+
+def cuda_arch_list(torch_module) -> str:
+    """TORCH_CUDA_ARCH_LIST if set, else the visible GPUs' architectures, else DEFAULT_CUDA_ARCHS."""
+    env = os.environ.get("TORCH_CUDA_ARCH_LIST", "").strip()
+    if env:
+        return env
+    if torch_module.cuda.is_available():
+        caps = sorted({torch_module.cuda.get_device_capability(i) for i in range(torch_module.cuda.device_count())})
+        return ";".join(f"{major}.{minor}" for major, minor in caps)
+    return DEFAULT_CUDA_ARCHS
+
+
+def cuda_include_dirs() -> list[str]:
+    """Headers ATen's CUDA headers need (cuBLAS, cuSPARSE) that a bare system toolkit may lack.
+
+    The CUDA torch wheel depends on nvidia-* wheels whose headers live in site-packages/nvidia/*/include.
+    """
+    dirs = []
+    for entry in sys.path:
+        for inc in sorted(glob.glob(os.path.join(entry, "nvidia", "*", "include"))):
+            if os.path.isfile(os.path.join(inc, "cublas_v2.h")) or os.path.isfile(os.path.join(inc, "cusparse.h")):
+                dirs.append(inc)
+    return list(dict.fromkeys(dirs))
+
+
+def compile_flags(with_cuda: bool, archs: str | None) -> dict[str, list[str]]:
+    """Compiler flags (build facts travel as macros). The C++ standard is left to torch, which knows what it needs."""
+    # at::parallel_for expands to OpenMP pragmas in our own translation units: without -fopenmp it runs serially.
+    cxx = ["-O3", "-fopenmp"]
+    macros = []
+    if with_cuda:
+        macros += ["-DWITH_CUDA", f'-DSLADE_CUDA_ARCHS="{archs}"']
+    nvcc = ["-O3", "--expt-relaxed-constexpr", "-lineinfo"] + macros
+    return {"cxx": cxx + macros, "nvcc": nvcc}
+
+
+LINK_FLAGS = ["-fopenmp"]

@@ -1,0 +1,226 @@
+"""Typed wrappers of the `torch.ops.slade` kernels, with their fake (torch.compile) and autograd registrations.
+
+Conventions shared by every op:
+- Embeddings are [N, d] floating tensors (float32/float64/float16/bfloat16; half types accumulate in float32).
+  NaN or Inf anywhere in an embedding or basis raises ValueError naming the argument.
+- Labels are 1-D integer tensors on the embeddings' device.
+- ref_emb=None (or ref_emb *is* emb) compares the set with itself and skips the pair (i, i), as
+  pytorch-metric-learning does; any other ref_emb is a separate reference set and nothing is skipped.
+- Index outputs are int64 on the embeddings' device, in a documented order: pairs row-major (anchor ascending,
+  then reference ascending), triplets lexicographic in (anchor, positive, negative).
+"""
+from __future__ import annotations
+
+import torch
+
+from . import _loader
+
+_loader.load()
+
+__all__ = [
+    "basis_similarity",
+    "basis_pair_stats",
+    "mine_multi_similarity",
+    "mine_pair_margin",
+    "mine_batch_hard",
+    "mine_triplet_margin",
+    "select_confident_pairs",
+]
+
+
+def _self_ref(emb, labels, ref_emb, ref_labels):
+    """Maps PML's identity rule onto the ops' convention: ref_emb None means "against itself, no self-pairs"."""
+    if ref_emb is emb and (ref_labels is None or ref_labels is labels):
+        return None, None
+    return ref_emb, ref_labels
+
+
+# ---- basis similarity ------------------------------------------------------------------------------------------
+
+
+def basis_similarity(emb: torch.Tensor, basis: torch.Tensor, ref_emb: torch.Tensor | None = None) -> torch.Tensor:
+    """s_ij = cos(W f_i, W g_j) for emb f [N, d] (or [B, N, d]), ref g (default f) and basis W [K, d].
+
+    Returns [N, M] (or [B, N, M]) in emb's dtype; differentiable in emb, ref_emb and basis.
+    """
+    return torch.ops.slade.basis_similarity(emb, basis, ref_emb)
+
+
+def basis_pair_stats(
+    emb: torch.Tensor,
+    basis: torch.Tensor,
+    labels: torch.Tensor,
+    ref_emb: torch.Tensor | None = None,
+    ref_labels: torch.Tensor | None = None,
+):
+    """Moments of the basis similarity over same-label and different-label pairs, without storing N x M.
+
+    Returns (mu_pos, var_pos, mu_neg, var_neg, n_pos, n_neg): 0-dim float tensors (population variance) and int64
+    counts. Pairs where either label is negative (-1 = unknown) are ignored, and so is (i, i) when ref_emb is None.
+    A side without pairs gives mean 0 and variance 0 (check the count). Differentiable in emb, ref_emb and basis.
+    """
+    ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
+    return torch.ops.slade.basis_pair_stats(emb, basis, labels, ref_emb, ref_labels)
+
+
+# ---- mining ----------------------------------------------------------------------------------------------------
+
+
+def mine_multi_similarity(emb, labels, ref_emb=None, ref_labels=None, epsilon: float = 0.1, distance: str = "cosine"):
+    """pytorch-metric-learning's MultiSimilarityMiner rule. Returns (a1, p, a2, n)."""
+    ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
+    return torch.ops.slade.mine_multi_similarity(emb, labels, ref_emb, ref_labels, float(epsilon), distance)
+
+
+def mine_pair_margin(
+    emb, labels, ref_emb=None, ref_labels=None, pos_margin: float = 0.2, neg_margin: float = 0.8, distance="cosine"
+):
+    """pytorch-metric-learning's PairMarginMiner rule. Returns (a1, p, a2, n)."""
+    ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
+    return torch.ops.slade.mine_pair_margin(
+        emb, labels, ref_emb, ref_labels, float(pos_margin), float(neg_margin), distance
+    )
+
+
+def mine_batch_hard(emb, labels, ref_emb=None, ref_labels=None, distance: str = "cosine"):
+    """pytorch-metric-learning's BatchHardMiner rule (ties -> smallest index). Returns (a, p, n)."""
+    ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
+    return torch.ops.slade.mine_batch_hard(emb, labels, ref_emb, ref_labels, distance)
+
+
+def mine_triplet_margin(
+    emb,
+    labels,
+    ref_emb=None,
+    ref_labels=None,
+    margin: float = 0.2,
+    type_of_triplets: str = "all",
+    max_triplets_per_anchor: int | None = None,
+    distance: str = "cosine",
+):
+    """pytorch-metric-learning's TripletMarginMiner rule ("all", "hard", "semihard", "easy").
+
+    max_triplets_per_anchor keeps each anchor's first k triplets in (positive, negative) order. Returns (a, p, n).
+    """
+    ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
+    cap = -1 if max_triplets_per_anchor is None else int(max_triplets_per_anchor)
+    return torch.ops.slade.mine_triplet_margin(
+        emb, labels, ref_emb, ref_labels, float(margin), type_of_triplets, cap, distance
+    )
+
+
+# ---- confident-pair selection ----------------------------------------------------------------------------------
+
+
+def select_confident_pairs(
+    emb: torch.Tensor,
+    basis: torch.Tensor,
+    t_pos: float,
+    t_neg: float,
+    pseudo_labels: torch.Tensor | None = None,
+    mode: str = "literal",
+):
+    """SLADE's confident pairs of an unlabeled batch (METHOD.md): s_ij = cos(W f_i, W f_j), i != j.
+
+    literal: positives s >= t_pos, negatives s <= t_neg. agree: positives also need equal pseudo labels and
+    negatives different ones (label -1 takes part in neither). Nothing is selected while t_pos <= t_neg.
+    Returns (a1, p, a2, n).
+    """
+    return torch.ops.slade.select_confident_pairs(emb, basis, float(t_pos), float(t_neg), pseudo_labels, mode)
+
+
+# ---- fake kernels: shapes for torch.compile --------------------------------------------------------------------
+
+
+def _compute_dtype(t: torch.Tensor) -> torch.dtype:
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
+@torch.library.register_fake("slade::basis_similarity")
+def _(emb, basis, ref_emb=None):
+    ref = emb if ref_emb is None else ref_emb
+    return emb.new_empty((*emb.shape[:-1], ref.shape[-2]))
+
+
+@torch.library.register_fake("slade::basis_similarity_backward")
+def _(grad, emb, basis, ref_emb=None):
+    return (
+        torch.empty_like(emb),
+        torch.empty_like(basis),
+        emb.new_empty((0,)) if ref_emb is None else torch.empty_like(ref_emb),
+    )
+
+
+@torch.library.register_fake("slade::basis_pair_stats")
+def _(emb, basis, labels, ref_emb=None, ref_labels=None):
+    moment = emb.new_empty((), dtype=_compute_dtype(emb))
+    count = emb.new_empty((), dtype=torch.int64)
+    return moment, moment.clone(), moment.clone(), moment.clone(), count, count.clone()
+
+
+@torch.library.register_fake("slade::basis_pair_stats_backward")
+def _(grad_stats, emb, basis, labels, ref_emb, ref_labels, stats):
+    return (
+        torch.empty_like(emb),
+        torch.empty_like(basis),
+        emb.new_empty((0,)) if ref_emb is None else torch.empty_like(ref_emb),
+    )
+
+
+def _dynamic_indices(emb, count: int):
+    """`count` int64 index vectors of one data-dependent length (pairs share a length only within a side)."""
+    size = torch.library.get_ctx().new_dynamic_size()
+    return tuple(emb.new_empty((size,), dtype=torch.int64) for _ in range(count))
+
+
+def _fake_pairs(emb, *args):
+    return _dynamic_indices(emb, 2) + _dynamic_indices(emb, 2)
+
+
+def _fake_triplets(emb, *args):
+    return _dynamic_indices(emb, 3)
+
+
+for _name in ("mine_multi_similarity", "mine_pair_margin", "select_confident_pairs"):
+    torch.library.register_fake(f"slade::{_name}", _fake_pairs)
+for _name in ("mine_batch_hard", "mine_triplet_margin"):
+    torch.library.register_fake(f"slade::{_name}", _fake_triplets)
+
+
+# ---- autograd --------------------------------------------------------------------------------------------------
+
+
+def _similarity_setup(ctx, inputs, output):
+    emb, basis, ref_emb = inputs
+    ctx.save_for_backward(emb, basis, ref_emb)
+
+
+def _similarity_backward(ctx, grad):
+    emb, basis, ref_emb = ctx.saved_tensors
+    grad_emb, grad_basis, grad_ref = torch.ops.slade.basis_similarity_backward(grad, emb, basis, ref_emb)
+    return grad_emb, grad_basis, (None if ref_emb is None else grad_ref)
+
+
+torch.library.register_autograd("slade::basis_similarity", _similarity_backward, setup_context=_similarity_setup)
+
+
+def _stats_setup(ctx, inputs, output):
+    emb, basis, labels, ref_emb, ref_labels = inputs
+    mu_pos, var_pos, mu_neg, var_neg, n_pos, n_neg = output
+    stats = torch.stack([t.to(torch.float64) for t in (mu_pos, var_pos, mu_neg, var_neg, n_pos, n_neg)])
+    ctx.save_for_backward(emb, basis, labels, ref_emb, ref_labels, stats)
+
+
+def _stats_backward(ctx, g_mu_pos, g_var_pos, g_mu_neg, g_var_neg, _g_n_pos, _g_n_neg):
+    emb, basis, labels, ref_emb, ref_labels, stats = ctx.saved_tensors
+    grads = [g_mu_pos, g_var_pos, g_mu_neg, g_var_neg]
+    grad_stats = torch.stack(
+        [torch.zeros((), dtype=torch.float64, device=stats.device) if g is None else g.to(torch.float64) for g in grads]
+    )
+    grad_emb, grad_basis, grad_ref = torch.ops.slade.basis_pair_stats_backward(
+        grad_stats, emb, basis, labels, ref_emb, ref_labels, stats
+    )
+    return grad_emb, grad_basis, None, (None if ref_emb is None else grad_ref), None
+
+
+torch.library.register_autograd("slade::basis_pair_stats", _stats_backward, setup_context=_stats_setup)
