@@ -5,12 +5,14 @@ from pathlib import Path
 
 import torch
 from setuptools import find_packages, setup
-from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
 
 ROOT = Path(__file__).resolve().parent
 _spec = importlib.util.spec_from_file_location("_build_config", ROOT / "slade_ext" / "_build_config.py")
 build_config = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(build_config)
+build_config.prefer_standard_cuda_home()
+
+from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402  (after CUDA_HOME)
 
 
 def extension():

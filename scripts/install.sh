@@ -12,8 +12,7 @@ extras="cpu"
 
 # Debian fonts for the glyph benchmark (a subset of DATA.md's list) and Fashion-MNIST.
 APT_PACKAGES="fontconfig fonts-ipafont-gothic fonts-ipafont-mincho fonts-vlgothic fonts-wqy-zenhei
-  fonts-wqy-microhei fonts-arphic-uming fonts-arphic-ukai fonts-sawarabi-gothic fonts-sawarabi-mincho
-  dataset-fashion-mnist"
+  fonts-wqy-microhei fonts-arphic-uming fonts-arphic-ukai dataset-fashion-mnist"
 if [ "${SKIP_APT:-0}" != "1" ]; then
   sudo_cmd=""
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"

@@ -24,6 +24,16 @@ def source_files(csrc: Path, with_cuda: bool) -> list[str]:
     return files
 
 
+def prefer_standard_cuda_home() -> None:
+    """Points CUDA_HOME at /usr/local/cuda when nothing set it.
+
+    torch guesses CUDA_HOME from nvcc's location; with nvcc in /usr/local/bin it guesses /usr/local, which holds
+    no libcudart, and the link fails. Call before torch.utils.cpp_extension is imported.
+    """
+    if not os.environ.get("CUDA_HOME") and not os.environ.get("CUDA_PATH") and os.path.isdir("/usr/local/cuda"):
+        os.environ["CUDA_HOME"] = "/usr/local/cuda"
+
+
 def want_cuda(torch_module) -> bool:
     """FORCE_CUDA=1 forces the CUDA build, FORCE_CUDA=0 forces the CPU build, else: CUDA torch + nvcc."""
     force = os.environ.get("FORCE_CUDA")

@@ -39,6 +39,7 @@ def _jit_load():
             "slade_ext: no prebuilt slade_ext._C and no csrc/ sources to build it from; "
             "reinstall with `pip install --no-build-isolation .`"
         )
+    _build_config.prefer_standard_cuda_home()
     from torch.utils.cpp_extension import load
 
     with_cuda = _build_config.want_cuda(torch) and torch.cuda.is_available()

@@ -1,0 +1,203 @@
+// Drivers of the fused losses (loss_rules.h): per-row accumulators computed tile by tile, and a backward that
+// recomputes each tile, turns it into per-pair weights G and accumulates G @ refs and G^T @ rows. Neither direction
+// holds more than one tile of the N x M similarity matrix.
+#include <torch/library.h>
+
+#include "slade/common.h"
+#include "slade/drivers.h"
+#include "slade/loss_tiles.h"
+
+namespace slade {
+namespace {
+
+using Opt = c10::optional<at::Tensor>;
+constexpr double kNormEps = 1e-12;  // torch.nn.functional.normalize's epsilon
+
+void loss_rows_tile(const Tile& tile, const PairLists& lists, const LossRule& rule, at::Tensor& rows_out) {
+#ifdef WITH_CUDA
+  if (tile.sim.is_cuda()) return cuda::loss_rows_tile(tile, lists, rule, rows_out);
+#endif
+  TORCH_CHECK(tile.sim.is_cpu(), "slade_ext was built without CUDA kernels; got a ", tile.sim.device(), " tensor");
+  cpu::loss_rows_tile(tile, lists, rule, rows_out);
+}
+
+void loss_weights_tile(Tile& tile, const PairLists& lists, const LossRule& rule, const at::Tensor& state) {
+#ifdef WITH_CUDA
+  if (tile.sim.is_cuda()) return cuda::loss_weights_tile(tile, lists, rule, state);
+#endif
+  TORCH_CHECK(tile.sim.is_cpu(), "slade_ext was built without CUDA kernels; got a ", tile.sim.device(), " tensor");
+  cpu::loss_weights_tile(tile, lists, rule, state);
+}
+
+// Validated pair lists (CSR over the rows of emb, columns index the reference set), or undefined for all pairs.
+PairLists check_pair_lists(const Opt& pos_ptr, const Opt& pos_cols, const Opt& neg_ptr, const Opt& neg_cols,
+                           int64_t n, int64_t m, const at::Device& device) {
+  const int given = pos_ptr.has_value() + pos_cols.has_value() + neg_ptr.has_value() + neg_cols.has_value();
+  TORCH_CHECK_VALUE(given == 0 || given == 4, "pos_ptr, pos_cols, neg_ptr and neg_cols must be given together");
+  PairLists lists;
+  if (given == 0) return lists;
+  auto check = [&](const at::Tensor& t, const char* name) {
+    TORCH_CHECK_VALUE(t.dim() == 1, name, " must be 1-D, got shape ", t.sizes());
+    TORCH_CHECK_TYPE(t.scalar_type() == at::kLong, name, " must be int64, got ", t.scalar_type());
+    check_same_device(t, device, name);
+    return t.contiguous();
+  };
+  lists.pos_ptr = check(*pos_ptr, "pos_ptr");
+  lists.pos_cols = check(*pos_cols, "pos_cols");
+  lists.neg_ptr = check(*neg_ptr, "neg_ptr");
+  lists.neg_cols = check(*neg_cols, "neg_cols");
+  for (auto [ptr, cols, name] : {std::make_tuple(lists.pos_ptr, lists.pos_cols, "pos_ptr"),
+                                 std::make_tuple(lists.neg_ptr, lists.neg_cols, "neg_ptr")}) {
+    TORCH_CHECK_VALUE(ptr.numel() == n + 1, name, " must have N + 1 = ", n + 1, " entries, got ", ptr.numel());
+    TORCH_CHECK_VALUE(ptr[0].item<int64_t>() == 0 && ptr[n].item<int64_t>() == cols.numel(), name,
+                      " must start at 0 and end at the number of columns listed (", cols.numel(), ")");
+    TORCH_CHECK_VALUE(n == 0 || (ptr.diff() >= 0).all().item<bool>(), name, " must be non-decreasing");
+    if (cols.numel() > 0) {
+      TORCH_CHECK_VALUE(cols.min().item<int64_t>() >= 0 && cols.max().item<int64_t>() < m,
+                        "pair columns must index the reference set [0, ", m, ")");
+    }
+  }
+  return lists;
+}
+
+struct LossInputs {
+  PairInputs pairs;
+  PairLists lists;
+};
+
+LossInputs prepare_loss_inputs(const at::Tensor& emb, const Opt& labels, const Opt& ref_emb, const Opt& ref_labels,
+                               const Opt& pos_ptr, const Opt& pos_cols, const Opt& neg_ptr, const Opt& neg_cols) {
+  LossInputs in;
+  const bool lists_given = pos_ptr.has_value() || pos_cols.has_value() || neg_ptr.has_value() || neg_cols.has_value();
+  TORCH_CHECK_VALUE(lists_given || labels.has_value(), "labels are required when no pair lists are given");
+  // Labels only matter for the all-pairs path; pair lists are used as given.
+  in.pairs = prepare_pair_inputs(emb, lists_given ? c10::nullopt : labels, ref_emb,
+                                 lists_given ? c10::nullopt : ref_labels, /*labels_required=*/!lists_given);
+  in.lists = check_pair_lists(pos_ptr, pos_cols, neg_ptr, neg_cols, in.pairs.rows.size(0), in.pairs.refs.size(0),
+                              emb.device());
+  return in;
+}
+
+at::Tensor loss_rows(const LossInputs& in, const LossRule& rule) {
+  auto rows_out = at::zeros({in.pairs.rows.size(0), kLossRowState}, in.pairs.rows.options().dtype(at::kDouble));
+  for_each_similarity_tile(in.pairs.rows, in.pairs.refs, tile_budget(in.pairs.rows),
+                           [&](int64_t begin, const at::Tensor& sim) {
+                             loss_rows_tile(make_tile(in.pairs, begin, sim), in.lists, rule, rows_out);
+                           });
+  return rows_out;
+}
+
+// Back through xn = x / max(|x|, eps) (torch.nn.functional.normalize), in x's compute dtype.
+at::Tensor normalize_backward(const at::Tensor& grad_xn, const at::Tensor& xn, const at::Tensor& x) {
+  auto norm = x.to(xn.scalar_type()).norm(2, {-1}, /*keepdim=*/true);
+  auto tangent = (grad_xn - xn * (grad_xn * xn).sum(-1, /*keepdim=*/true)) / norm.clamp_min(kNormEps);
+  return at::where(norm > kNormEps, tangent, grad_xn / kNormEps).to(x.scalar_type());
+}
+
+std::tuple<at::Tensor, at::Tensor> loss_rows_backward(const at::Tensor& grad_rows, const at::Tensor& rows,
+                                                      const at::Tensor& emb, const Opt& ref_emb,
+                                                      const LossInputs& in, const LossRule& rule) {
+  const int64_t n = in.pairs.rows.size(0);
+  TORCH_CHECK_VALUE(grad_rows.dim() == 2 && grad_rows.size(0) == n && grad_rows.size(1) == kLossRowState,
+                    "grad_rows must be [N, 4], got shape ", grad_rows.sizes());
+  TORCH_CHECK_VALUE(rows.dim() == 2 && rows.size(0) == n && rows.size(1) == kLossRowState,
+                    "rows must be [N, 4], got shape ", rows.sizes());
+  // (grad_pos_acc, grad_neg_acc, pos_acc, neg_acc): the counts carry no gradient.
+  auto state = at::cat({grad_rows.narrow(1, 0, 2), rows.narrow(1, 0, 2)}, 1)
+                   .to(in.pairs.rows.device(), at::kDouble)
+                   .contiguous();
+  auto grad_rn = at::zeros_like(in.pairs.rows);
+  auto grad_qn = in.pairs.self ? grad_rn : at::zeros_like(in.pairs.refs);
+  for_each_similarity_tile(in.pairs.rows, in.pairs.refs, tile_budget(in.pairs.rows),
+                           [&](int64_t begin, const at::Tensor& sim) {
+                             auto tile = make_tile(in.pairs, begin, sim);
+                             loss_weights_tile(tile, in.lists, rule, state);  // sim now holds d(loss)/d(s)
+                             auto block = in.pairs.rows.narrow(0, begin, sim.size(0));
+                             grad_rn.narrow(0, begin, sim.size(0)).add_(at::mm(tile.sim, in.pairs.refs));
+                             grad_qn.add_(at::mm(tile.sim.t(), block));
+                           });
+  auto grad_emb = normalize_backward(grad_rn, in.pairs.rows, emb);
+  if (in.pairs.self) return {grad_emb, emb.new_empty({0})};
+  return {grad_emb, normalize_backward(grad_qn, in.pairs.refs, *ref_emb)};
+}
+
+bool is_inverted(c10::string_view distance) { return parse_distance(std::string(distance)) == Distance::Cosine; }
+
+LossRule ms_rule(double alpha, double beta, double base, c10::string_view distance) {
+  check_finite_scalar(alpha, "alpha");
+  check_finite_scalar(beta, "beta");
+  check_finite_scalar(base, "base");
+  TORCH_CHECK_VALUE(alpha != 0.0, "alpha must be non-zero (the loss divides by it)");
+  TORCH_CHECK_VALUE(beta != 0.0, "beta must be non-zero (the loss divides by it)");
+  LossRule rule;
+  rule.kind = LossKind::MultiSimilarity;
+  rule.inverted = is_inverted(distance);
+  rule.alpha = alpha;
+  rule.beta = beta;
+  rule.base = base;
+  return rule;
+}
+
+LossRule contrastive_rule(double pos_margin, double neg_margin, c10::string_view distance) {
+  check_finite_scalar(pos_margin, "pos_margin");
+  check_finite_scalar(neg_margin, "neg_margin");
+  LossRule rule;
+  rule.kind = LossKind::Contrastive;
+  rule.inverted = is_inverted(distance);
+  rule.pos_margin = pos_margin;
+  rule.neg_margin = neg_margin;
+  return rule;
+}
+
+at::Tensor multi_similarity_loss_rows(const at::Tensor& emb, const Opt& labels, const Opt& ref_emb,
+                                      const Opt& ref_labels, const Opt& pos_ptr, const Opt& pos_cols,
+                                      const Opt& neg_ptr, const Opt& neg_cols, double alpha, double beta,
+                                      double base, c10::string_view distance) {
+  auto rule = ms_rule(alpha, beta, base, distance);
+  return loss_rows(prepare_loss_inputs(emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols), rule);
+}
+
+std::tuple<at::Tensor, at::Tensor> multi_similarity_loss_rows_backward(
+    const at::Tensor& grad_rows, const at::Tensor& rows, const at::Tensor& emb, const Opt& labels,
+    const Opt& ref_emb, const Opt& ref_labels, const Opt& pos_ptr, const Opt& pos_cols, const Opt& neg_ptr,
+    const Opt& neg_cols, double alpha, double beta, double base, c10::string_view distance) {
+  auto rule = ms_rule(alpha, beta, base, distance);
+  auto in = prepare_loss_inputs(emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols);
+  return loss_rows_backward(grad_rows, rows, emb, ref_emb, in, rule);
+}
+
+at::Tensor contrastive_loss_rows(const at::Tensor& emb, const Opt& labels, const Opt& ref_emb, const Opt& ref_labels,
+                                 const Opt& pos_ptr, const Opt& pos_cols, const Opt& neg_ptr, const Opt& neg_cols,
+                                 double pos_margin, double neg_margin, c10::string_view distance) {
+  auto rule = contrastive_rule(pos_margin, neg_margin, distance);
+  return loss_rows(prepare_loss_inputs(emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols), rule);
+}
+
+std::tuple<at::Tensor, at::Tensor> contrastive_loss_rows_backward(
+    const at::Tensor& grad_rows, const at::Tensor& rows, const at::Tensor& emb, const Opt& labels,
+    const Opt& ref_emb, const Opt& ref_labels, const Opt& pos_ptr, const Opt& pos_cols, const Opt& neg_ptr,
+    const Opt& neg_cols, double pos_margin, double neg_margin, c10::string_view distance) {
+  auto rule = contrastive_rule(pos_margin, neg_margin, distance);
+  auto in = prepare_loss_inputs(emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols);
+  return loss_rows_backward(grad_rows, rows, emb, ref_emb, in, rule);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(slade, CPU, m) {
+  m.impl("multi_similarity_loss_rows", &multi_similarity_loss_rows);
+  m.impl("multi_similarity_loss_rows_backward", &multi_similarity_loss_rows_backward);
+  m.impl("contrastive_loss_rows", &contrastive_loss_rows);
+  m.impl("contrastive_loss_rows_backward", &contrastive_loss_rows_backward);
+}
+
+#ifdef WITH_CUDA
+TORCH_LIBRARY_IMPL(slade, CUDA, m) {
+  m.impl("multi_similarity_loss_rows", &multi_similarity_loss_rows);
+  m.impl("multi_similarity_loss_rows_backward", &multi_similarity_loss_rows_backward);
+  m.impl("contrastive_loss_rows", &contrastive_loss_rows);
+  m.impl("contrastive_loss_rows_backward", &contrastive_loss_rows_backward);
+}
+#endif
+
+}  // namespace slade

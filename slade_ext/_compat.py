@@ -1,0 +1,99 @@
+"""pytorch-metric-learning interop for the drop-in miners and losses: PML stays optional.
+
+- `fused_distance` maps a PML distance object onto the fused kernels' "cosine" / "l2", or None when they cannot
+  reproduce it (then the module falls back to PML's own class).
+- `pml_twin` builds that PML class, warning once per module instance (FallbackWarning).
+- `check_forward_inputs` validates the PML forward arguments with messages naming them.
+"""
+from __future__ import annotations
+
+import importlib
+import warnings
+
+import torch
+
+
+class FallbackWarning(UserWarning):
+    """A slade_ext module runs pytorch-metric-learning's implementation because the fused kernels lack an option."""
+
+
+def pml_available() -> bool:
+    return importlib.util.find_spec("pytorch_metric_learning") is not None
+
+
+def fused_distance(distance, default: str) -> str | None:
+    """"cosine" for PML's CosineSimilarity(), "l2" for LpDistance(normalize_embeddings=True, p=2, power=1),
+    `default` for None, else None (not fusable)."""
+    if distance is None:
+        return default
+    if not pml_available():
+        return None
+    from pytorch_metric_learning.distances import CosineSimilarity, LpDistance
+
+    plain = getattr(distance, "p", None) == 2 and getattr(distance, "power", None) == 1
+    if type(distance) is CosineSimilarity and plain:
+        return "cosine"
+    if type(distance) is LpDistance and plain and distance.normalize_embeddings:
+        return "l2"
+    return None
+
+
+def pml_twin(module_name: str, class_name: str, kwargs: dict, reason: str):
+    """PML's `class_name` (from pytorch_metric_learning.<module_name>) built with `kwargs`, after one warning."""
+    if not pml_available():
+        raise ValueError(f"{class_name}: {reason}, which needs pytorch-metric-learning (not installed)")
+    warnings.warn(
+        f"slade_ext.{module_name}.{class_name}: {reason}; falling back to pytorch-metric-learning's "
+        f"implementation (no fused kernel, full N x M memory)",
+        FallbackWarning,
+        stacklevel=3,
+    )
+    module = importlib.import_module(f"pytorch_metric_learning.{module_name}")
+    return getattr(module, class_name)(**kwargs)
+
+
+def _check_emb(x, name: str):
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 2:
+        raise ValueError(f"{name} must be a 2-D tensor of shape (batch_size, embedding_size), got {tuple(x.shape)}")
+    if not x.dtype.is_floating_point:
+        raise TypeError(f"{name} must be a floating tensor, got {x.dtype}")
+
+
+def _check_labels(labels, n: int, name: str, device) -> torch.Tensor:
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(labels).__name__}")
+    if labels.dim() != 1:
+        raise ValueError(f"{name} must be a 1-D tensor of shape (batch_size,), got {tuple(labels.shape)}")
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer tensor, got {labels.dtype}")
+    if labels.shape[0] != n:
+        raise ValueError(f"{name} has {labels.shape[0]} entries but there are {n} embeddings")
+    return labels.to(device)
+
+
+def check_forward_inputs(embeddings, labels, ref_emb, ref_labels, labels_required: bool):
+    """Validated (labels, ref_labels) moved to the embeddings' device, PML's way; raises naming the argument."""
+    _check_emb(embeddings, "embeddings")
+    shared = ref_labels is labels  # keep PML's identity rule (ref_labels is labels) across the device move
+    if labels is None:
+        if labels_required:
+            raise ValueError("labels are required")
+    else:
+        labels = _check_labels(labels, embeddings.shape[0], "labels", embeddings.device)
+    if ref_emb is not None and ref_emb is not embeddings:
+        _check_emb(ref_emb, "ref_emb")
+        if ref_emb.device != embeddings.device:
+            raise ValueError(f"ref_emb is on {ref_emb.device} but embeddings are on {embeddings.device}")
+        if ref_emb.shape[1] != embeddings.shape[1]:
+            raise ValueError(f"ref_emb has {ref_emb.shape[1]} features but embeddings have {embeddings.shape[1]}")
+        if ref_labels is None and labels_required:
+            raise ValueError("ref_labels are required when ref_emb is given")
+    if ref_labels is not None and shared:
+        ref_labels = labels
+    elif ref_labels is not None:
+        if ref_emb is None:
+            raise ValueError("ref_labels was given without ref_emb")
+        ref_labels = _check_labels(ref_labels, ref_emb.shape[0], "ref_labels", embeddings.device)
+    return labels, ref_labels

@@ -1,0 +1,84 @@
+"""SLADE's feature basis (METHOD.md, "Feature basis learning"): W [K, d], its cross-entropy on labeled samples, and
+the similarity-distribution loss L_SD on pseudo-labeled pairs, built on the fused `ops.basis_pair_stats`.
+
+    basis = FeatureBasis(num_classes=K, dim=d)
+    loss = basis.ce_loss(f_labeled, y) + basis.sd_loss(f_unlabeled, pseudo_labels)   # L_Basis
+    miner = ConfidentPairMiner(basis)   # thresholds T1 = mu+, T2 = mu- (the moving averages)
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from . import ops
+
+__all__ = ["FeatureBasis"]
+
+
+class FeatureBasis(torch.nn.Module):
+    """W [K, d] plus moving averages mu+/mu-/v+/v- (buffers) of the basis similarity over pseudo pairs.
+
+    grad_mode="paper" (default): L_SD uses the moving averages, so its gradient flows through the batch part only
+    (scaled by 1 - beta). grad_mode="batch": L_SD uses the batch statistics; the averages only serve as thresholds.
+    The averages start from the first batch's statistics (our choice: METHOD.md gives no initial value); a side
+    without pairs in a batch leaves its averages unchanged.
+    """
+
+    def __init__(self, num_classes: int, dim: int, beta: float = 0.99, margin: float = 0.5, lambda_var: float = 1.0,
+                 grad_mode: str = "paper"):
+        super().__init__()
+        if num_classes < 1 or dim < 1:
+            raise ValueError(f"num_classes and dim must be positive, got {num_classes}, {dim}")
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"beta must be in [0, 1), got {beta}")
+        if grad_mode not in ("paper", "batch"):
+            raise ValueError(f'grad_mode must be "paper" or "batch", got {grad_mode!r}')
+        self.weight = torch.nn.Parameter(torch.empty(num_classes, dim))
+        torch.nn.init.normal_(self.weight, std=dim**-0.5)
+        self.beta, self.margin, self.lambda_var, self.grad_mode = beta, margin, lambda_var, grad_mode
+        for name in ("mu_pos", "var_pos", "mu_neg", "var_neg"):
+            self.register_buffer(name, torch.zeros(()))
+        self.register_buffer("num_updates", torch.zeros((), dtype=torch.int64))
+
+    def logits(self, emb: torch.Tensor) -> torch.Tensor:
+        """W f: the class scores of L_CE."""
+        return emb @ self.weight.t()
+
+    def ce_loss(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """L_CE over the labeled samples (label >= 0); 0 when there are none."""
+        keep = labels >= 0
+        if not bool(keep.any()):
+            return (emb * 0).sum()
+        return F.cross_entropy(self.logits(emb[keep]), labels[keep])
+
+    def similarity(self, emb: torch.Tensor, ref_emb: torch.Tensor | None = None) -> torch.Tensor:
+        """s_ij = cos(W f_i, W g_j)."""
+        return ops.basis_similarity(emb, self.weight, ref_emb)
+
+    def thresholds(self):
+        """(T1, T2) = (mu+, mu-) as floats, or None before the first update."""
+        if int(self.num_updates) == 0:
+            return None
+        return float(self.mu_pos), float(self.mu_neg)
+
+    def sd_loss(self, emb: torch.Tensor, pseudo_labels: torch.Tensor) -> torch.Tensor:
+        """L_SD = max(mu- - mu+ + m, 0) + lambda_var (v+ + v-) on the batch's pseudo pairs; updates the averages
+        when training."""
+        mu_p, var_p, mu_n, var_n, n_pos, n_neg = ops.basis_pair_stats(emb, self.weight, pseudo_labels)
+        batch = {"mu_pos": mu_p, "var_pos": var_p, "mu_neg": mu_n, "var_neg": var_n}
+        has = {"pos": bool(n_pos > 0), "neg": bool(n_neg > 0)}
+        stats = {}
+        for name, value in batch.items():
+            buffer = getattr(self, name)
+            if not has[name.split("_")[1]]:
+                stats[name] = buffer.detach().clone()
+                continue
+            old = value.detach() if int(self.num_updates) == 0 else buffer.detach().clone()
+            ema = (1 - self.beta) * value + self.beta * old
+            stats[name] = value if self.grad_mode == "batch" else ema
+            if self.training:
+                buffer.copy_(ema.detach())
+        if self.training and (has["pos"] or has["neg"]):
+            self.num_updates += 1
+        gap = torch.clamp(stats["mu_neg"] - stats["mu_pos"] + self.margin, min=0)
+        return gap + self.lambda_var * (stats["var_pos"] + stats["var_neg"])

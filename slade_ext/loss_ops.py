@@ -1,0 +1,114 @@
+"""Typed wrappers of the fused loss kernels (`torch.ops.slade.*_loss_rows`), with fake and autograd registrations.
+
+Each op returns a [N, 4] float64 per-row state (pos_acc, neg_acc, pos_count, neg_count) for the N rows of `emb`,
+never an N x M matrix:
+- multi_similarity_loss_rows: acc = log(1 + sum exp(alpha * margin(v, base))) over the row's positives (and the
+  beta/negative analogue), count = pairs the row sees. PML's per-anchor loss is pos_acc / alpha + neg_acc / beta.
+- contrastive_loss_rows: acc = sum of the row's non-zero pair losses relu(margin(...)), count = how many are non-zero.
+Pairs come from the labels (all pairs, PML's get_all_pairs_indices and self-pair rule) or from `pair_lists(...)`.
+The accumulators are differentiable in emb and ref_emb; the counts are not.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import _loader
+from .ops import _self_ref
+
+_loader.load()
+
+__all__ = ["pair_lists", "multi_similarity_loss_rows", "contrastive_loss_rows"]
+
+
+def _csr(rows, cols, n_rows: int, n_refs: int, dedup: bool):
+    key = rows.long() * n_refs + cols.long()
+    key = torch.unique(key) if dedup else torch.sort(key).values
+    row = torch.div(key, n_refs, rounding_mode="floor")
+    ptr = torch.zeros(n_rows + 1, dtype=torch.int64, device=key.device)
+    ptr[1:] = torch.bincount(row, minlength=n_rows).cumsum(0)
+    return ptr, key - row * n_refs, key
+
+
+def _check_index(t, size: int, name: str):
+    if not isinstance(t, torch.Tensor) or t.dim() != 1 or t.dtype.is_floating_point or t.dtype == torch.bool:
+        raise ValueError(f"{name} must be a 1-D integer tensor")
+    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= size):
+        raise ValueError(f"{name} has indices outside [0, {size})")
+
+
+def pair_lists(a1, p, a2, n, n_rows: int, n_refs: int, as_mask: bool, names=("a1", "p", "a2", "n")):
+    """(a1, p, a2, n) as the CSR lists of the loss ops: (pos_ptr, pos_cols, neg_ptr, neg_cols).
+
+    as_mask=True reads the pairs as PML's mask-based losses do: duplicates count once, and a pair may not be both
+    positive and negative (ValueError). as_mask=False keeps every listed pair (PML's pair-based losses).
+    """
+    for t, size, name in zip((a1, p, a2, n), (n_rows, n_refs, n_rows, n_refs), names):
+        _check_index(t, size, name)
+    if a1.numel() != p.numel() or a2.numel() != n.numel():
+        raise ValueError(f"{names[0]}/{names[1]} and {names[2]}/{names[3]} must pair up (equal lengths)")
+    pos_ptr, pos_cols, pos_key = _csr(a1, p, n_rows, n_refs, as_mask)
+    neg_ptr, neg_cols, neg_key = _csr(a2, n, n_rows, n_refs, as_mask)
+    if as_mask and pos_key.numel() and neg_key.numel() and torch.isin(pos_key, neg_key).any():
+        raise ValueError("each pair must be either positive or negative, not both")
+    return pos_ptr, pos_cols, neg_ptr, neg_cols
+
+
+def _lists(lists):
+    return (None, None, None, None) if lists is None else tuple(lists)
+
+
+def multi_similarity_loss_rows(
+    emb, labels=None, ref_emb=None, ref_labels=None, lists=None, alpha=2.0, beta=50.0, base=0.5, distance="cosine"
+) -> torch.Tensor:
+    """Per-row multi-similarity state [N, 4] (module docstring); lists from `pair_lists(..., as_mask=True)`."""
+    ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
+    return torch.ops.slade.multi_similarity_loss_rows(
+        emb, labels, ref_emb, ref_labels, *_lists(lists), float(alpha), float(beta), float(base), distance
+    )
+
+
+def contrastive_loss_rows(
+    emb, labels=None, ref_emb=None, ref_labels=None, lists=None, pos_margin=0.0, neg_margin=1.0, distance="l2"
+) -> torch.Tensor:
+    """Per-row contrastive state [N, 4] (module docstring); lists from `pair_lists(..., as_mask=False)`."""
+    ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
+    return torch.ops.slade.contrastive_loss_rows(
+        emb, labels, ref_emb, ref_labels, *_lists(lists), float(pos_margin), float(neg_margin), distance
+    )
+
+
+# ---- fake kernels and autograd: both ops share the signature (emb, labels, ref_emb, ref_labels, 4 lists, params) --
+
+_N_TENSORS = 8  # emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols
+
+
+def _fake_rows(emb, *args):
+    return emb.new_empty((emb.shape[0], 4), dtype=torch.float64)
+
+
+def _fake_backward(grad_rows, rows, emb, labels, ref_emb, *args):
+    return torch.empty_like(emb), emb.new_empty((0,)) if ref_emb is None else torch.empty_like(ref_emb)
+
+
+def _setup(ctx, inputs, output):
+    ctx.save_for_backward(*inputs[:_N_TENSORS], output)
+    ctx.params = inputs[_N_TENSORS:]
+
+
+def _make_backward(backward_op):
+    def backward(ctx, grad_rows):
+        *tensors, rows = ctx.saved_tensors
+        ref_emb = tensors[2]
+        grad_emb, grad_ref = backward_op(grad_rows.contiguous(), rows, *tensors, *ctx.params)
+        n_params = len(ctx.params)
+        return (grad_emb, None, None if ref_emb is None else grad_ref) + (None,) * (_N_TENSORS - 3 + n_params)
+
+    return backward
+
+
+for _name in ("multi_similarity_loss_rows", "contrastive_loss_rows"):
+    torch.library.register_fake(f"slade::{_name}", _fake_rows)
+    torch.library.register_fake(f"slade::{_name}_backward", _fake_backward)
+    torch.library.register_autograd(
+        f"slade::{_name}", _make_backward(getattr(torch.ops.slade, f"{_name}_backward")), setup_context=_setup
+    )

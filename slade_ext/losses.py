@@ -1,0 +1,146 @@
+"""Drop-in replacements for pytorch-metric-learning's MultiSimilarityLoss and ContrastiveLoss on fused kernels.
+
+    from slade_ext import losses          # instead of: from pytorch_metric_learning import losses
+    loss = losses.MultiSimilarityLoss(alpha=2, beta=50, base=0.5)(embeddings, labels, indices_tuple)
+
+forward(embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None) as PML: all pairs from the
+labels, or the pairs of a miner's (a1, p, a2, n) / (a, p, n). PML's default reductions:
+- MultiSimilarityLoss: mean over the anchors (every row of embeddings) of pos_lse / alpha + neg_lse / beta; listed
+  pairs count once (PML's mask) and a pair may not be both positive and negative. Default distance: cosine.
+- ContrastiveLoss: per side, the mean of the non-zero pair losses (AvgNonZeroReducer; 0 when there are none),
+  positive + negative; listed pairs count as often as listed. Default distance: L2 of normalised embeddings.
+Both give 0 (still attached to the graph) when no side has more than one pair, as PML does. The N x M similarity
+matrix is never stored: forward and backward walk it in tiles (slade_ext.loss_ops). Other PML options (reducer,
+regularizers, other distances) fall back to PML's own loss with one FallbackWarning per instance.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import loss_ops
+from ._compat import check_forward_inputs, fused_distance, pml_twin
+
+__all__ = ["MultiSimilarityLoss", "ContrastiveLoss"]
+
+
+def _all_pair_counts(labels, ref_labels, self_mode: bool):
+    """Number of (positive, negative) pairs of PML's get_all_pairs_indices, in O((N + M) log(N + M))."""
+    ref_labels = labels if self_mode else ref_labels
+    n, m = labels.numel(), ref_labels.numel()
+    _, inverse = torch.unique(torch.cat([labels.long(), ref_labels.long()]), return_inverse=True)
+    n_classes = int(inverse.max()) + 1 if inverse.numel() else 0
+    per_class = torch.bincount(inverse[:n], minlength=n_classes) * torch.bincount(inverse[n:], minlength=n_classes)
+    n_pos, n_neg = int(per_class.sum()), n * m - int(per_class.sum())
+    return (n_pos - n, n_neg) if self_mode else (n_pos, n_neg)
+
+
+class _FusedPairLoss(torch.nn.Module):
+    """Shared plumbing: distance mapping, the PML fallback, input checks, pair lists and the 'too few pairs' rule."""
+
+    default_distance = "cosine"
+    as_mask = True  # how listed pairs are read (loss_ops.pair_lists)
+
+    def __init__(self, distance=None, **pml_options):
+        super().__init__()
+        self.distance = distance
+        self.fused_distance = fused_distance(distance, self.default_distance)
+        self.fallback = None
+        reason = None
+        if pml_options:
+            reason = f"option(s) {', '.join(sorted(pml_options))} have no fused kernel"
+        elif self.fused_distance is None:
+            reason = f"distance {distance!r} has no fused kernel (only CosineSimilarity and normalised LpDistance p=2)"
+        if reason is not None:
+            kwargs = dict(self._pml_args(), **pml_options)
+            if distance is not None:
+                kwargs["distance"] = distance
+            self.fallback = pml_twin("losses", type(self).__name__, kwargs, reason)
+
+    def _pml_args(self) -> dict:
+        raise NotImplementedError
+
+    def _rows(self, embeddings, labels, ref_emb, ref_labels, lists):
+        raise NotImplementedError
+
+    def _reduce(self, rows, embeddings):
+        raise NotImplementedError
+
+    def forward(self, embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None):
+        if self.fallback is not None:
+            return self.fallback(embeddings, labels, indices_tuple, ref_emb, ref_labels)
+        if labels is None and indices_tuple is None:
+            raise ValueError("labels and indices_tuple cannot both be None")
+        labels, ref_labels = check_forward_inputs(
+            embeddings, labels, ref_emb, ref_labels, labels_required=indices_tuple is None
+        )
+        self_mode = ref_emb is None or (ref_emb is embeddings and (ref_labels is None or ref_labels is labels))
+        n_refs = embeddings.shape[0] if ref_emb is None else ref_emb.shape[0]
+        lists = None
+        if indices_tuple is None:
+            counts = _all_pair_counts(labels, ref_labels, self_mode)
+        else:
+            pairs = self._as_pairs(indices_tuple, embeddings.device)
+            counts = (max(len(pairs[0]), len(pairs[1])), max(len(pairs[2]), len(pairs[3])))
+            if max(counts) > 1:
+                names = ("indices_tuple[0]", "indices_tuple[1]", "indices_tuple[-2]", "indices_tuple[-1]")
+                lists = loss_ops.pair_lists(*pairs, embeddings.shape[0], n_refs, self.as_mask, names)
+        if max(counts) <= 1:  # PML: `if all(len(x) <= 1 for x in indices_tuple): return zero losses`
+            return (embeddings * 0).sum()
+        rows = self._rows(embeddings, labels, ref_emb, ref_labels, lists)
+        return self._reduce(rows, embeddings)
+
+    @staticmethod
+    def _as_pairs(indices_tuple, device):
+        if not isinstance(indices_tuple, (tuple, list)) or len(indices_tuple) not in (3, 4):
+            raise ValueError("indices_tuple must be (anchors, positives, negatives) or (a1, p, a2, n)")
+        if len(indices_tuple) == 3:
+            a, p, n = indices_tuple
+            indices_tuple = (a, p, a, n)
+        return tuple(torch.as_tensor(t).to(device) for t in indices_tuple)
+
+
+class MultiSimilarityLoss(_FusedPairLoss):
+    def __init__(self, alpha=2, beta=50, base=0.5, **kwargs):
+        self.alpha = alpha
+        self.beta = beta
+        self.base = base
+        super().__init__(**kwargs)
+
+    def _pml_args(self):
+        return {"alpha": self.alpha, "beta": self.beta, "base": self.base}
+
+    def _rows(self, embeddings, labels, ref_emb, ref_labels, lists):
+        return loss_ops.multi_similarity_loss_rows(
+            embeddings, labels, ref_emb, ref_labels, lists, self.alpha, self.beta, self.base, self.fused_distance
+        )
+
+    def _reduce(self, rows, embeddings):
+        per_anchor = rows[:, 0] / self.alpha + rows[:, 1] / self.beta
+        return per_anchor.mean().to(embeddings.dtype)
+
+
+class ContrastiveLoss(_FusedPairLoss):
+    default_distance = "l2"
+    as_mask = False
+
+    def __init__(self, pos_margin=0, neg_margin=1, **kwargs):
+        self.pos_margin = pos_margin
+        self.neg_margin = neg_margin
+        super().__init__(**kwargs)
+
+    def _pml_args(self):
+        return {"pos_margin": self.pos_margin, "neg_margin": self.neg_margin}
+
+    def _rows(self, embeddings, labels, ref_emb, ref_labels, lists):
+        return loss_ops.contrastive_loss_rows(
+            embeddings, labels, ref_emb, ref_labels, lists, self.pos_margin, self.neg_margin, self.fused_distance
+        )
+
+    def _reduce(self, rows, embeddings):
+        # AvgNonZeroReducer per side (0 without non-zero losses), summed in the embeddings' dtype (MultipleReducers).
+        sides = [
+            (rows[:, side].sum() / rows[:, 2 + side].sum()).to(embeddings.dtype)
+            for side in (0, 1)
+            if rows[:, 2 + side].sum() > 0
+        ]
+        return sum(sides) if sides else (embeddings * 0).sum()

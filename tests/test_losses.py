@@ -1,0 +1,278 @@
+"""slade_ext.losses against pytorch-metric-learning: values and gradients for all pairs, miner tuples (pairs and
+triplets, duplicates), cross-batch references, half inputs; PML's edge rules; the fused ops' own backward
+(gradcheck, opcheck); FeatureBasis; and a short training loop with the same loss curve as PML's."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from slade_ext import loss_ops, losses, miners, ops, reference
+from slade_ext._compat import FallbackWarning
+from slade_ext.basis import FeatureBasis
+
+pml_losses = pytest.importorskip("pytorch_metric_learning.losses")
+pml_miners = pytest.importorskip("pytorch_metric_learning.miners")
+pml_distances = pytest.importorskip("pytorch_metric_learning.distances")
+
+
+def make_inputs(n, n_classes, d=16, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g).to(dtype), torch.randint(0, n_classes, (n,), generator=g)
+
+
+LOSSES = [
+    ("MultiSimilarityLoss", {}),
+    ("MultiSimilarityLoss", {"alpha": 1.0, "beta": 20.0, "base": 0.2}),
+    ("MultiSimilarityLoss", {"distance": "l2"}),
+    ("ContrastiveLoss", {}),
+    ("ContrastiveLoss", {"pos_margin": 0.3, "neg_margin": 0.8}),
+    ("ContrastiveLoss", {"pos_margin": 0.9, "neg_margin": 0.2, "distance": "cosine"}),
+]
+DISTANCES = {"cosine": lambda: pml_distances.CosineSimilarity(), "l2": lambda: pml_distances.LpDistance()}
+
+
+def build(name, kwargs):
+    kwargs = dict(kwargs)
+    if "distance" in kwargs:
+        kwargs["distance"] = DISTANCES[kwargs["distance"]]()
+    return getattr(losses, name)(**kwargs), getattr(pml_losses, name)(**kwargs)
+
+
+def compare(name, kwargs, emb, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None, rtol=1e-9):
+    """Loss values and gradients (embeddings and ref_emb) of ours and PML's on copies of the same inputs."""
+    ours_fn, pml_fn = build(name, kwargs)
+    results = []
+    for fn in (ours_fn, pml_fn):
+        e = emb.clone().requires_grad_()
+        r = None if ref_emb is None else ref_emb.clone().requires_grad_()
+        loss = fn(e, labels, indices_tuple, r, ref_labels)
+        loss.backward()
+        results.append((loss.detach(), e.grad, None if r is None else r.grad))
+    (ours, g_ours, r_ours), (theirs, g_pml, r_pml) = results
+    assert ours.dtype == theirs.dtype
+    torch.testing.assert_close(ours, theirs, rtol=rtol, atol=rtol)
+    torch.testing.assert_close(g_ours, g_pml, rtol=rtol * 100, atol=rtol)
+    if ref_emb is not None:
+        torch.testing.assert_close(r_ours, r_pml, rtol=rtol * 100, atol=rtol)
+    return ours
+
+
+def mined(kind, emb, labels):
+    if kind == "pairs":
+        return pml_miners.MultiSimilarityMiner(epsilon=0.3)(emb, labels)
+    if kind == "triplets":
+        return pml_miners.TripletMarginMiner(margin=0.3)(emb, labels)
+    a1, p, a2, n = pml_miners.PairMarginMiner(pos_margin=0.5, neg_margin=1.2)(emb, labels)
+    return torch.cat([a1, a1[::2]]), torch.cat([p, p[::2]]), torch.cat([a2, a2[::3]]), torch.cat([n, n[::3]])
+
+
+@pytest.mark.parametrize("name,kwargs", LOSSES)
+@pytest.mark.parametrize("n,n_classes", [(40, 4), (100, 70), (90, 2)])
+@pytest.mark.parametrize("tuples", [None, "pairs", "triplets", "duplicates"])
+def test_loss_equals_pml(name, kwargs, n, n_classes, tuples):
+    emb, labels = make_inputs(n, n_classes)
+    indices = None if tuples is None else mined(tuples, emb, labels)
+    compare(name, kwargs, emb, labels, indices)
+
+
+@pytest.mark.parametrize("name,kwargs", LOSSES)
+@pytest.mark.parametrize("m", [150, 10])
+def test_cross_batch_equals_pml(name, kwargs, m):
+    emb, labels = make_inputs(60, 5)
+    ref_emb, ref_labels = make_inputs(m, 5, seed=1)
+    compare(name, kwargs, emb, labels, None, ref_emb, ref_labels)
+
+
+@pytest.mark.parametrize("name,kwargs", LOSSES[::3])
+def test_float32_equals_pml(name, kwargs):
+    emb, labels = make_inputs(128, 16, dtype=torch.float32)
+    compare(name, kwargs, emb, labels, rtol=2e-5)
+
+
+@pytest.mark.parametrize("name,kwargs", LOSSES[::3])
+def test_half_inputs_close_to_pml(name, kwargs):
+    """PML computes half inputs in half; we accumulate in float32 and return the embeddings' dtype."""
+    emb, labels = make_inputs(64, 8, dtype=torch.float32)
+    with torch.autocast("cpu", dtype=torch.float16):
+        half = torch.nn.functional.linear(emb, torch.eye(16))
+    ours_fn, pml_fn = build(name, kwargs)
+    ours, theirs = ours_fn(half, labels), pml_fn(half, labels)
+    assert ours.dtype == torch.float16
+    torch.testing.assert_close(ours.float(), theirs.float(), rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(ours.float(), ours_fn(half.float(), labels), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("name,kwargs", LOSSES[::3])
+def test_too_few_pairs_gives_attached_zero(name, kwargs):
+    emb, labels = make_inputs(6, 3)
+    one_pair = (torch.tensor([0]), torch.tensor([1]), torch.tensor([2]), torch.tensor([3]))
+    empty = tuple(torch.empty(0, dtype=torch.long) for _ in range(3))
+    for indices in (one_pair, empty):
+        value = compare(name, kwargs, emb, labels, indices)
+        assert value.item() == 0.0
+    compare(name, kwargs, emb[:2], torch.tensor([0, 0]))  # one positive pair each way, no negatives
+    compare(name, kwargs, emb, torch.zeros(6, dtype=torch.long))  # positives only
+
+
+def test_reference_losses_agree():
+    emb, labels = make_inputs(50, 5)
+    indices = mined("pairs", emb, labels)
+    for name, ref_fn in (("MultiSimilarityLoss", reference.multi_similarity_loss),
+                         ("ContrastiveLoss", reference.contrastive_loss)):
+        ours = getattr(losses, name)()
+        for it in (None, indices):
+            torch.testing.assert_close(ours(emb, labels, it), ref_fn(emb, labels, it))
+
+
+def test_ms_rejects_a_pair_both_positive_and_negative():
+    emb, labels = make_inputs(10, 2)
+    indices = (torch.tensor([0, 1]), torch.tensor([2, 3]), torch.tensor([0, 5]), torch.tensor([2, 6]))
+    with pytest.raises(ValueError, match="positive or negative"):
+        losses.MultiSimilarityLoss()(emb, labels, indices)
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda f: f(torch.randn(10, 4)), "labels and indices_tuple"),
+        (lambda f: f(torch.randn(10, 4), torch.zeros(8, dtype=torch.long)), "labels"),
+        (lambda f: f(torch.randn(10, 4), None, (torch.tensor([0, 1]), torch.tensor([1, 12]), torch.tensor([0]))),
+         r"indices_tuple\[1\]"),
+        (lambda f: f(torch.randn(10, 4), None, (torch.tensor([0]), torch.tensor([1]))), "indices_tuple"),
+        (lambda f: f(torch.randn(10, 4), torch.zeros(10, dtype=torch.long), None, torch.randn(4, 4)), "ref_labels"),
+    ],
+)
+@pytest.mark.parametrize("cls", [losses.MultiSimilarityLoss, losses.ContrastiveLoss])
+def test_bad_input_names_the_argument(cls, call, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        call(cls())
+
+
+def test_unsupported_options_fall_back_once():
+    reducers = pytest.importorskip("pytorch_metric_learning.reducers")
+    emb, labels = make_inputs(30, 3)
+    with pytest.warns(FallbackWarning, match="reducer"):
+        ours = losses.ContrastiveLoss(reducer=reducers.MeanReducer())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value = ours(emb, labels)
+    torch.testing.assert_close(value, pml_losses.ContrastiveLoss(reducer=reducers.MeanReducer())(emb, labels))
+    with pytest.warns(FallbackWarning, match="distance"):
+        losses.MultiSimilarityLoss(distance=pml_distances.DotProductSimilarity())
+
+
+# ---- the fused ops themselves -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("op", ["multi_similarity_loss_rows", "contrastive_loss_rows"])
+@pytest.mark.parametrize("with_lists", [False, True])
+def test_loss_ops_gradcheck(op, with_lists):
+    emb, labels = make_inputs(12, 3, d=5)
+    ref, ref_labels = make_inputs(9, 3, d=5, seed=1)
+    lists = None
+    if with_lists:
+        a1, p, a2, n = pml_miners.PairMarginMiner(pos_margin=0.0, neg_margin=2.0)(emb, labels, ref, ref_labels)
+        lists = loss_ops.pair_lists(a1, p, a2, n, 12, 9, as_mask=op.startswith("multi"))
+    fn = getattr(loss_ops, op)
+
+    def accumulators(e, r):
+        return fn(e, labels, r, ref_labels, lists)[:, :2]
+
+    torch.autograd.gradcheck(accumulators, (emb.requires_grad_(), ref.requires_grad_()))
+
+
+def test_loss_ops_opcheck():
+    emb, labels = make_inputs(10, 3, d=4, dtype=torch.float32)
+    lists = loss_ops.pair_lists(*pml_miners.MultiSimilarityMiner()(emb, labels), 10, 10, as_mask=True)
+    for args in ((emb.requires_grad_(), labels, None, None, None, None, None, None, 2.0, 50.0, 0.5, "cosine"),
+                 (emb, None, None, None, *lists, 2.0, 50.0, 0.5, "l2")):
+        torch.library.opcheck(torch.ops.slade.multi_similarity_loss_rows, args)
+    torch.library.opcheck(
+        torch.ops.slade.contrastive_loss_rows, (emb, labels, None, None, None, None, None, None, 0.0, 1.0, "l2")
+    )
+
+
+# ---- FeatureBasis -----------------------------------------------------------------------------------------------
+
+
+def test_feature_basis_statistics_and_gradient_modes():
+    emb, pseudo = make_inputs(40, 4)
+    grads = {}
+    for mode in ("paper", "batch"):
+        basis = FeatureBasis(num_classes=3, dim=16, margin=5.0, grad_mode=mode).double()
+        with torch.no_grad():
+            basis.weight.copy_(torch.randn(3, 16, generator=torch.Generator().manual_seed(2)))
+        e = emb.clone().requires_grad_()
+        basis.sd_loss(e, pseudo).backward()
+        grads[mode] = e.grad
+        expected = reference.basis_pair_stats(emb, basis.weight.detach(), pseudo)
+        torch.testing.assert_close(basis.mu_pos, expected[0])
+        torch.testing.assert_close(basis.var_neg, expected[3])
+    # Paper-faithful: the gradient flows through the batch part of the moving average only.
+    torch.testing.assert_close(grads["paper"], 0.01 * grads["batch"])
+
+
+def test_feature_basis_moving_average_and_ce():
+    basis = FeatureBasis(num_classes=4, dim=16).double()
+    (e1, p1), (e2, p2) = make_inputs(30, 3), make_inputs(30, 3, seed=5)
+    basis.sd_loss(e1, p1)
+    first = float(basis.mu_pos)
+    basis.sd_loss(e2, p2)
+    batch = float(ops.basis_pair_stats(e2, basis.weight.detach(), p2)[0])
+    assert float(basis.mu_pos) == pytest.approx(0.99 * first + 0.01 * batch)
+    assert basis.thresholds() == (float(basis.mu_pos), float(basis.mu_neg))
+    labels = torch.tensor([0, 1, -1, 3] * 5)
+    f = torch.randn(20, 16, dtype=torch.float64)
+    keep = labels >= 0
+    expected = torch.nn.functional.cross_entropy(f[keep] @ basis.weight.t(), labels[keep])
+    torch.testing.assert_close(basis.ce_loss(f, labels), expected)
+
+
+# ---- a training loop: miner -> loss -> backward -> step ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "miner_name,loss_name",
+    [("MultiSimilarityMiner", "MultiSimilarityLoss"), ("BatchHardMiner", "ContrastiveLoss"),
+     ("PairMarginMiner", "ContrastiveLoss"), ("TripletMarginMiner", "MultiSimilarityLoss")],
+)
+def test_training_loop_matches_pml(miner_name, loss_name):
+    x, y = make_inputs(96, 12, d=20, seed=3)
+    curves = []
+    for lib_miners, lib_losses in ((miners, losses), (pml_miners, pml_losses)):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(20, 8).double()
+        opt = torch.optim.SGD(model.parameters(), lr=0.5)
+        miner, loss_fn = getattr(lib_miners, miner_name)(), getattr(lib_losses, loss_name)()
+        curve = []
+        for _ in range(6):
+            emb = model(x)
+            loss = loss_fn(emb, y, miner(emb, y))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            curve.append(loss.item())
+        curves.append(curve)
+    assert curves[0] == pytest.approx(curves[1], rel=1e-9, abs=1e-12)
+    assert curves[0][0] != curves[0][-1]  # the loop actually trains
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name,kwargs", LOSSES[::3])
+@pytest.mark.parametrize("tuples", [None, "duplicates"])
+def test_cuda_equals_cpu(name, kwargs, tuples):
+    emb, labels = make_inputs(300, 20, dtype=torch.float32)
+    indices = None if tuples is None else mined(tuples, emb, labels)
+    results = []
+    for device in ("cpu", "cuda"):
+        fn, _ = build(name, kwargs)
+        e = emb.detach().to(device).requires_grad_()
+        it = None if indices is None else tuple(t.to(device) for t in indices)
+        loss = fn(e, labels.to(device), it)
+        loss.backward()
+        results.append((loss.detach().cpu(), e.grad.cpu()))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-4, atol=1e-6)
