@@ -48,6 +48,13 @@ def clustered(n: int, seed: int = 0, sigma: float = 0.1):
     return emb.to(DEVICE), labels.to(DEVICE)
 
 
+def cross_batch(n: int, m: int):
+    """A batch of n queries and a memory bank of m references drawn from the same classes (cross-batch memory):
+    (emb, labels, ref_emb, ref_labels)."""
+    emb, labels = clustered(n + m, seed=1)
+    return emb[:n], labels[:n], emb[n:], labels[n:]
+
+
 class PeakMemory:
     """Peak extra memory of one call: CUDA allocator peak on GPU, else RSS growth sampled every millisecond."""
 

@@ -28,5 +28,5 @@ SLADE_BENCH_DEVICE=cuda SLADE_BENCH_MEMORY="$out/memory.json" timeout "${BENCH_T
   $py -m pytest "$repo/benchmarks" --benchmark-only --benchmark-json="$out/bench.json" -q -p no:cacheprovider \
   --timeout 60 -rfE ${BENCH_K:+-k "$BENCH_K"} >bench.log 2>&1
 echo "benchmarks exit $?: $(tail -1 bench.log)"
-[ -s bench.json ] && $py "$repo/benchmarks/make_results.py" bench.json --memory memory.json --out RESULTS_cuda.md
+[ -s bench.json ] && $py "$repo/benchmarks/make_results.py" bench.json:memory.json --out RESULTS_cuda.md
 echo "total: $(($(date +%s) - start)) s"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import CROSS, IMPLS, SQUARE, clustered, expect_close
+from conftest import CROSS, IMPLS, SQUARE, clustered, cross_batch, expect_close
 
 from slade_ext import losses, reference
 
@@ -45,7 +45,6 @@ def test_loss(run_case, name, n, impl):
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("n,m", CROSS)
 def test_ms_loss_cross_batch(run_case, n, m, impl):
-    emb, labels = clustered(n, seed=1)
-    ref_emb, ref_labels = clustered(m, seed=2)
+    emb, labels, ref_emb, ref_labels = cross_batch(n, m)
     run_loss(run_case, f"MultiSimilarityLoss fwd+bwd {n}x{m}", "MultiSimilarityLoss", impl, emb, labels, ref_emb,
              ref_labels)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import CROSS, IMPLS, SQUARE, TRIPLET, clustered, expect_same_pairs
+from conftest import CROSS, IMPLS, SQUARE, TRIPLET, clustered, cross_batch, expect_same_pairs
 
 from slade_ext import miners, reference
 
@@ -48,8 +48,7 @@ def test_miner(run_case, name, n, impl):
 @pytest.mark.parametrize("name", ["MultiSimilarityMiner", "BatchHardMiner"])
 def test_miner_cross_batch(run_case, name, n, m, impl):
     _, kwargs, distance = MINERS[name]
-    emb, labels = clustered(n, seed=1)
-    ref_emb, ref_labels = clustered(m, seed=2)
+    emb, labels, ref_emb, ref_labels = cross_batch(n, m)
     run_miner(run_case, f"{name} {n}x{m}", name, impl, kwargs, distance, emb, labels, ref_emb, ref_labels)
 
 

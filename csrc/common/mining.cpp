@@ -94,9 +94,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> mine_pair_margin(
 std::tuple<at::Tensor, at::Tensor, at::Tensor> mine_batch_hard(const at::Tensor& emb, const at::Tensor& labels,
                                                                const Opt& ref_emb, const Opt& ref_labels,
                                                                c10::string_view distance) {
-  const bool inverted = is_inverted(std::string(distance));
+  parse_distance(std::string(distance));  // validates the name
   auto in = prepare_pair_inputs(emb, labels, ref_emb, ref_labels, /*labels_required=*/true);
-  return as_tuple(mine_all_tiles<3>(in, [&](const Tile& t) { return mine_batch_hard_tile(t, inverted); }));
+  // The L2 distance of unit vectors, sqrt(2 - 2 s), decreases with the cosine similarity s, so the hardest
+  // positive / negative is the same pair under either distance: compare similarities and skip a sqrt per pair.
+  return as_tuple(mine_all_tiles<3>(in, [&](const Tile& t) { return mine_batch_hard_tile(t, /*inverted=*/true); }));
 }
 
 TripletType parse_triplet_type(const std::string& name) {

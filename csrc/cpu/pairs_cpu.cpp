@@ -3,6 +3,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "slade/rules.h"
@@ -82,76 +83,72 @@ void pair_weights_tile(Tile& tile, const std::array<double, 4>& coef) {
   });
 }
 
-// Row i's pass over its references: extrema first when the rule needs them (once per row, kept for the write
-// pass), then count, then write at the row's offsets (row-major order, independent of the number of threads).
-// kInverted is the rule's flag as a template argument, so the cosine loops carry no per-element distance branch.
-template <typename T, bool kInverted>
+// Each chunk of rows computes its rows' extrema when the rule needs them, then selects in one pass into
+// chunk-local buffers (ascending j per row); the buffers are copied to the outputs at the chunks' offsets, so the
+// order is row-major and independent of the number of threads. kInverted and kKind are template arguments so the
+// inner loop carries no per-element rule or distance branch.
+template <typename T, bool kInverted, PairRuleKind kKind>
 void mine_pairs_rows(const Tile& tile, const PairRule& rule, std::array<at::Tensor, 4>& out) {
   const int64_t b = tile.sim.size(0), m = tile.sim.size(1);
   const LabelView lab(tile);
   const T* sim = tile.sim.data_ptr<T>();
-  const bool needs_extrema = rule_needs_extrema(rule);
-  std::vector<RowExtrema<T>> extrema(b, RowExtrema<T>::empty());
-  // Visits the row's selected pairs in ascending j, calling on_pair(j, is_pos, is_neg).
-  auto visit_row = [&](int64_t i, auto&& on_pair) {
-    const int64_t gi = tile.row_begin + i, li = lab.row(i);
-    const int64_t self_j = tile.exclude_self ? gi : -1;
-    const T* row = sim + i * m;
-    for (int64_t j = 0; j < m; ++j) {
-      bool pos, neg;
-      select_pair(rule, closeness_value(row[j], kInverted), li, lab.ref(j), j == self_j, extrema[i], pos, neg);
-      on_pair(j, pos, neg);
-    }
+  PairRule fixed = rule;
+  fixed.kind = kKind;
+  fixed.inverted = kInverted;
+  const int64_t n_chunks = (b + kRowChunk - 1) / kRowChunk;
+  struct Selected {
+    std::vector<int64_t> pos_a, pos_j, neg_a, neg_j;
   };
-  std::vector<int64_t> n_pos(b + 1, 0), n_neg(b + 1, 0);
-  at::parallel_for(0, b, kRowChunk, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      if (needs_extrema) {
+  std::vector<Selected> chunks(n_chunks);
+  at::parallel_for(0, n_chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      Selected& out_c = chunks[c];
+      for (int64_t i = c * kRowChunk; i < std::min(b, (c + 1) * kRowChunk); ++i) {
         const int64_t gi = tile.row_begin + i, li = lab.row(i);
         const int64_t self_j = tile.exclude_self ? gi : -1;
         const T* row = sim + i * m;
-        auto e = RowExtrema<T>::empty();
-        for (int64_t j = 0; j < m; ++j) {
-          const int64_t lj = lab.ref(j);
-          e.add(closeness_value(row[j], kInverted), is_pos_candidate(li, lj, j == self_j), is_neg_candidate(li, lj));
+        auto extrema = RowExtrema<T>::empty();
+        if (kKind == PairRuleKind::MultiSimilarity) {
+          for (int64_t j = 0; j < m; ++j) {
+            const int64_t lj = lab.ref(j);
+            extrema.add(closeness_value(row[j], kInverted), is_pos_candidate(li, lj, j == self_j),
+                        is_neg_candidate(li, lj));
+          }
         }
-        extrema[i] = e;
+        for (int64_t j = 0; j < m; ++j) {
+          bool pos, neg;
+          select_pair(fixed, closeness_value(row[j], kInverted), li, lab.ref(j), j == self_j, extrema, pos, neg);
+          if (pos) {
+            out_c.pos_a.push_back(gi);
+            out_c.pos_j.push_back(j);
+          }
+          if (neg) {
+            out_c.neg_a.push_back(gi);
+            out_c.neg_j.push_back(j);
+          }
+        }
       }
-      int64_t np = 0, nn = 0;  // branch-free counting
-      visit_row(i, [&](int64_t, bool pos, bool neg) {
-        np += pos;
-        nn += neg;
-      });
-      n_pos[i + 1] = np;
-      n_neg[i + 1] = nn;
     }
   });
-  for (int64_t i = 0; i < b; ++i) {
-    n_pos[i + 1] += n_pos[i];
-    n_neg[i + 1] += n_neg[i];
+  std::vector<int64_t> pos_at(n_chunks + 1, 0), neg_at(n_chunks + 1, 0);
+  for (int64_t c = 0; c < n_chunks; ++c) {
+    pos_at[c + 1] = pos_at[c] + int64_t(chunks[c].pos_j.size());
+    neg_at[c + 1] = neg_at[c] + int64_t(chunks[c].neg_j.size());
   }
   auto long_opts = tile.sim.options().dtype(at::kLong);
   for (int k = 0; k < 2; ++k) {
-    out[k] = at::empty({n_pos[b]}, long_opts);
-    out[k + 2] = at::empty({n_neg[b]}, long_opts);
+    out[k] = at::empty({pos_at[n_chunks]}, long_opts);
+    out[k + 2] = at::empty({neg_at[n_chunks]}, long_opts);
   }
-  int64_t *a1 = out[0].data_ptr<int64_t>(), *p = out[1].data_ptr<int64_t>();
-  int64_t *a2 = out[2].data_ptr<int64_t>(), *n = out[3].data_ptr<int64_t>();
-  at::parallel_for(0, b, kRowChunk, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      if (n_pos[i + 1] == n_pos[i] && n_neg[i + 1] == n_neg[i]) continue;  // nothing selected in this row
-      int64_t wp = n_pos[i], wn = n_neg[i];
-      const int64_t gi = tile.row_begin + i;
-      visit_row(i, [&](int64_t j, bool pos, bool neg) {
-        if (pos) {
-          a1[wp] = gi;
-          p[wp++] = j;
-        }
-        if (neg) {
-          a2[wn] = gi;
-          n[wn++] = j;
-        }
-      });
+  std::array<int64_t*, 4> dst{out[0].data_ptr<int64_t>(), out[1].data_ptr<int64_t>(), out[2].data_ptr<int64_t>(),
+                              out[3].data_ptr<int64_t>()};
+  at::parallel_for(0, n_chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const Selected& sel = chunks[c];
+      std::copy(sel.pos_a.begin(), sel.pos_a.end(), dst[0] + pos_at[c]);
+      std::copy(sel.pos_j.begin(), sel.pos_j.end(), dst[1] + pos_at[c]);
+      std::copy(sel.neg_a.begin(), sel.neg_a.end(), dst[2] + neg_at[c]);
+      std::copy(sel.neg_j.begin(), sel.neg_j.end(), dst[3] + neg_at[c]);
     }
   });
 }
@@ -159,10 +156,15 @@ void mine_pairs_rows(const Tile& tile, const PairRule& rule, std::array<at::Tens
 std::array<at::Tensor, 4> mine_pairs_tile(const Tile& tile, const PairRule& rule) {
   std::array<at::Tensor, 4> out;
   AT_DISPATCH_FLOATING_TYPES(tile.sim.scalar_type(), "mine_pairs_tile", [&] {
-    if (rule.inverted) {
-      mine_pairs_rows<scalar_t, true>(tile, rule, out);
-    } else {
-      mine_pairs_rows<scalar_t, false>(tile, rule, out);
+    switch (rule.kind) {
+      case PairRuleKind::MultiSimilarity:
+        return rule.inverted ? mine_pairs_rows<scalar_t, true, PairRuleKind::MultiSimilarity>(tile, rule, out)
+                             : mine_pairs_rows<scalar_t, false, PairRuleKind::MultiSimilarity>(tile, rule, out);
+      case PairRuleKind::PairMargin:
+        return rule.inverted ? mine_pairs_rows<scalar_t, true, PairRuleKind::PairMargin>(tile, rule, out)
+                             : mine_pairs_rows<scalar_t, false, PairRuleKind::PairMargin>(tile, rule, out);
+      case PairRuleKind::Confident:  // always cosine similarity of the basis projections
+        return mine_pairs_rows<scalar_t, true, PairRuleKind::Confident>(tile, rule, out);
     }
   });
   return out;

@@ -1,0 +1,83 @@
+"""Builds the roles of a benchmark from the data section of the config."""
+from __future__ import annotations
+
+from .class_split import hold_out_classes
+from .imageset import ImageSet
+from .roles import Benchmark
+
+NAMES = ("glyphs", "fashion-mnist", "cub200", "cars196", "inshop", "folders")
+
+
+def _require_root(cfg) -> str:
+    if not cfg.root:
+        raise ValueError(f"data.root is required for data set {cfg.name!r}")
+    return cfg.root
+
+
+def _unlabeled(cfg) -> ImageSet | None:
+    if not cfg.unlabeled_root:
+        return None
+    if cfg.unlabeled_format == "folder":
+        from .folders import unlabeled_folder
+
+        return unlabeled_folder(cfg.unlabeled_root)
+    if cfg.unlabeled_format == "nabirds":
+        from .cub import nabirds
+
+        return nabirds(cfg.unlabeled_root).withhold_labels(name="unlabeled")
+    raise ValueError(f"data.unlabeled_format must be 'folder' or 'nabirds', got {cfg.unlabeled_format!r}")
+
+
+def _with_validation(labeled: ImageSet, cfg) -> tuple[ImageSet, ImageSet | None]:
+    """Holds out a class-disjoint share of the labeled classes for validation."""
+    kept, held = hold_out_classes(range(len(labeled.class_names)), cfg.val_fraction, cfg.seed)
+    if not len(held):
+        return labeled, None
+    return labeled.with_classes(kept, name="labeled"), labeled.with_classes(held, name="val")
+
+
+def _split_benchmark(cfg, name: str, train: ImageSet, test: ImageSet, photo: bool) -> Benchmark:
+    labeled, val = _with_validation(train, cfg)
+    test.name = "test"
+    return Benchmark(name=name, labeled=labeled, val=val, test=test, unlabeled=_unlabeled(cfg), photo=photo)
+
+
+def build_benchmark(cfg) -> Benchmark:
+    """cfg: config.DataConfig."""
+    if cfg.name == "glyphs":
+        from .glyphs import glyph_benchmark
+
+        return glyph_benchmark(fonts_dir=cfg.fonts, n_fonts=cfg.n_fonts, n_train_classes=cfg.n_train_classes,
+                               n_test_classes=cfg.n_test_classes, n_novel_classes=cfg.n_novel_classes,
+                               image_size=cfg.image_size, seed=cfg.seed, jitter=cfg.jitter,
+                               val_fraction=cfg.val_fraction, cache_dir=cfg.cache_dir)
+    if cfg.name == "fashion-mnist":
+        from .fashion_mnist import fashion_mnist
+
+        # Only 10 classes: train / test share them (a smoke-test benchmark, not the class-disjoint protocol).
+        return _split_benchmark(cfg, cfg.name, fashion_mnist("train", cfg.root), fashion_mnist("test", cfg.root),
+                                photo=False)
+    if cfg.name == "cub200":
+        from .cub import cub200
+
+        root = _require_root(cfg)
+        return _split_benchmark(cfg, cfg.name, cub200(root, "train"), cub200(root, "test"), photo=True)
+    if cfg.name == "cars196":
+        from .cars import cars196
+
+        root = _require_root(cfg)
+        return _split_benchmark(cfg, cfg.name, cars196(root, "train"), cars196(root, "test"), photo=True)
+    if cfg.name == "folders":
+        from .folders import class_folders
+
+        root = _require_root(cfg)
+        return _split_benchmark(cfg, cfg.name, class_folders(root, "train", cfg.class_depth),
+                                class_folders(root, "test", cfg.class_depth), photo=True)
+    if cfg.name == "inshop":
+        from .inshop import inshop
+
+        root = _require_root(cfg)
+        labeled, val = _with_validation(inshop(root, "train"), cfg)
+        return Benchmark(name="inshop", labeled=labeled, val=val, query=inshop(root, "query"),
+                         gallery=inshop(root, "gallery"), unlabeled=_unlabeled(cfg), photo=True)
+    raise ValueError(f"data.name must be one of {NAMES}, got {cfg.name!r}")

@@ -1,0 +1,78 @@
+"""The student's objective (METHOD.md, "Objective and schedule"):
+
+    L = L_rank(labeled) + lambda1 * L_rank(unlabeled pairs) + lambda2 * (L_CE + L_SD)
+
+with its ablation switches: `basis=False` drops the feature basis and trains on plain pseudo-label pairs;
+`selection="none"` keeps the basis but still takes the pseudo-label pairs; "literal" / "agree" take the confident
+pairs of the basis similarity (thresholds mu+ / mu-, the moving averages), picked by slade_ext."""
+from __future__ import annotations
+
+import torch
+
+from slade_ext.basis import FeatureBasis
+from slade_ext.miners import ConfidentPairMiner
+
+SELECTIONS = ("none", "literal", "agree")
+
+
+def build_basis(student_cfg, num_classes: int, dim: int) -> FeatureBasis | None:
+    """W [K, d] with K = number of labeled classes; None when the basis is switched off."""
+    if not student_cfg.basis:
+        return None
+    return FeatureBasis(num_classes, dim, beta=student_cfg.sd_beta, margin=student_cfg.sd_margin,
+                        lambda_var=student_cfg.sd_lambda_var, grad_mode=student_cfg.sd_grad)
+
+
+class StudentObjective:
+    def __init__(self, student_cfg, loss_fn, miner, basis: FeatureBasis | None):
+        if student_cfg.selection not in SELECTIONS:
+            raise ValueError(f"student.selection must be one of {SELECTIONS}, got {student_cfg.selection!r}")
+        if student_cfg.selection != "none" and basis is None:
+            raise ValueError(f"student.selection={student_cfg.selection!r} needs the feature basis "
+                             "(student.basis=true)")
+        self.loss_fn, self.miner, self.basis = loss_fn, miner, basis
+        self.lambda1, self.lambda2 = student_cfg.lambda1, student_cfg.lambda2
+        self.selector = None
+        if student_cfg.selection != "none":
+            self.selector = ConfidentPairMiner(basis, mode=student_cfg.selection)
+
+    def _ranking(self, emb, labels):
+        return self.loss_fn(emb, labels, self.miner(emb, labels) if self.miner is not None else None)
+
+    def unlabeled_pairs(self, f_u: torch.Tensor, p_u: torch.Tensor):
+        """(a1, p, a2, n) of the unlabeled batch: the confident pairs, or the miner's pseudo-label pairs (all of
+        them without a miner: None)."""
+        if self.selector is not None:
+            return self.selector(f_u.detach(), p_u)
+        return self.miner(f_u, p_u) if self.miner is not None else None
+
+    def basis_loss(self, f_l, y_l, f_u, p_u) -> tuple[torch.Tensor, torch.Tensor]:
+        """(L_CE on the labeled samples, L_SD on the pseudo pairs); L_SD also moves the averages mu+/mu-/v+/v-."""
+        return self.basis.ce_loss(f_l, y_l), self.basis.sd_loss(f_u, p_u)
+
+    def warmup(self, f_l, y_l, f_u, p_u):
+        """L_Basis on detached embeddings: only W learns. Returns (loss, stats, None)."""
+        ce, sd = self.basis_loss(f_l.detach(), y_l, f_u.detach(), p_u)
+        return ce + sd, {"ce": ce.item(), "sd": sd.item(), **self._averages()}, None
+
+    def __call__(self, f_l, y_l, f_u, p_u):
+        """(loss, stats, the unlabeled pairs or None when the loss took all pseudo-label pairs)."""
+        rank_l = self._ranking(f_l, y_l)
+        stats = {"rank_l": rank_l.item()}
+        loss = rank_l
+        if self.basis is not None:
+            ce, sd = self.basis_loss(f_l, y_l, f_u, p_u)  # first, so the thresholds include this batch
+            loss = loss + self.lambda2 * (ce + sd)
+            stats.update(ce=ce.item(), sd=sd.item(), **self._averages())
+        pairs = self.unlabeled_pairs(f_u, p_u)
+        rank_u = self.loss_fn(f_u, p_u if pairs is None else None, pairs)  # listed pairs: labels play no part
+        loss = loss + self.lambda1 * rank_u
+        stats["rank_u"] = rank_u.item()
+        if pairs is not None:
+            stats.update(pairs_pos=len(pairs[0]), pairs_neg=len(pairs[2]))
+        return loss, stats, pairs
+
+    def _averages(self) -> dict:
+        b = self.basis
+        return {"mu_pos": float(b.mu_pos), "mu_neg": float(b.mu_neg), "var_pos": float(b.var_pos),
+                "var_neg": float(b.var_neg)}

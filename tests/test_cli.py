@@ -1,0 +1,78 @@
+"""The `slade` command line end to end: train-teacher on a tiny glyph run, evaluate its checkpoint, info."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+import slade
+from slade import config
+from slade.cli import main
+from slade_test_helpers import tiny_glyph_config
+
+RUN_FILES = {"config.yaml", "metrics.jsonl", "last.pt", "best.pt", "curves.png", "test_metrics.json",
+             "recall_at_k.png", "retrievals.png"}
+
+
+def test_train_teacher_then_evaluate(tmp_path, capsys):
+    cfg = tiny_glyph_config(tmp_path, epochs=2)
+    cfg_file = tmp_path / "teacher.yaml"
+    config.save(cfg, cfg_file)
+    out = tmp_path / "cli_run"
+    code = main(["train-teacher", "--config", str(cfg_file), "--set", "train.lr=2e-3", "--out-dir", str(out),
+                 "--train.seed", "3", "--no-progress"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert RUN_FILES <= {p.name for p in out.iterdir()}
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["train"]["lr"] == 2e-3 and saved["train"]["seed"] == 3 and saved["out_dir"] == str(out)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r.get("epoch") for r in rows] == [1, 2, None]
+    assert json.loads((out / "test_metrics.json").read_text()) == result["test"]
+    for png in ("curves.png", "recall_at_k.png", "retrievals.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    code = main(["evaluate", "--checkpoint", str(out / "best.pt"), "--eval.clustering", "false", "--no-progress"])
+    assert code == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["epoch"] == result["best_epoch"]
+    for key in ("map_at_r", "r_precision", "precision_at_1", "recall_at_1", "recall_at_2"):
+        assert evaluated["test"][key] == result["test"][key]
+    assert "nmi" not in evaluated["test"]
+    assert {"test_metrics.json", "retrievals.png", "config.yaml"} <= {p.name for p in (out / "eval").iterdir()}
+
+
+def test_resume_flag_continues_the_run(tmp_path, capsys):
+    cfg = tiny_glyph_config(tmp_path, epochs=1)
+    cfg_file = tmp_path / "c.json"
+    cfg_file.write_text(json.dumps(config.to_dict(cfg)))
+    log = Path(cfg.out_dir) / "metrics.jsonl"
+    assert main(["train-teacher", "--config", str(cfg_file), "--no-progress"]) == 0
+    first_epoch = json.loads(log.read_text().splitlines()[0])
+    assert main(["train-teacher", "--config", str(cfg_file), "--train.epochs=2", "--resume", "--no-progress"]) == 0
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r.get("epoch") for r in rows] == [1, 2, None]
+    assert rows[0] == first_epoch  # epoch 1 comes from the checkpoint, not from training it again
+
+
+def test_bad_config_is_a_clear_error(tmp_path, capsys):
+    assert main(["train-teacher", "--set", "train.lrr=1", "--no-progress"]) == 2
+    assert "unknown config field 'train.lrr'" in capsys.readouterr().err
+    assert main(["train-teacher", "--train.epochs", "many"]) == 2
+    assert "train.epochs: expected int" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  backbone: resnet9000\n")
+    assert main(["train-teacher", "--config", str(bad), "--out-dir", str(tmp_path / "x"), "--data.cache_dir",
+                 str(tmp_path / "cache"), "--no-progress"]) == 2
+    assert "model.backbone" in capsys.readouterr().err
+
+
+def test_info_runs_as_a_module():
+    env = dict(os.environ, PYTHONPATH=str(Path(slade.__file__).resolve().parents[1]))
+    proc = subprocess.run([sys.executable, "-m", "slade", "info"], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert "uses_gpu" in report["faiss"] and report["torch"]

@@ -1,0 +1,171 @@
+"""The SLADE pipeline end to end: `slade run` through the CLI on a tiny glyph set, a run interrupted in the middle of
+the student stage that resumes to the same final metrics, rounds with the 4-fold protocol, and the refusal of more
+clusters than unlabeled images."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from slade import checkpoint, config
+from slade.cli import main
+from slade.data.benchmark import build_benchmark
+from slade.folds import fold_benchmarks
+from slade.selftrain import run_selftrain
+from selftrain_helpers import tiny_selftrain_config
+from slade_test_helpers import write_image
+
+STAGE_FILES = {"init": {"init.pt", "last.pt", "result.json"},
+               "teacher": {"best.pt", "last.pt", "result.json", "test_metrics.json"},
+               "round1/pseudo": {"pseudo_labels.pt", "quality.json"},
+               "round1/student": {"best.pt", "last.pt", "result.json", "steps.jsonl", "test_metrics.json"}}
+PLOTS = ("compare.png", "pseudo_labels.png", "basis_stats.png", "selected_pairs.png")
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_slade_run_through_the_cli(tmp_path, capsys):
+    cfg = tiny_selftrain_config(tmp_path)
+    cfg_file = tmp_path / "slade.yaml"
+    config.save(cfg, cfg_file)
+    out = tmp_path / "cli"
+    assert main(["run", "--config", str(cfg_file), "--out-dir", str(out), "--student.selection", "agree",
+                 "--no-progress"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    for stage, files in STAGE_FILES.items():
+        assert files <= {p.name for p in (out / stage).iterdir()}, stage
+    for png in PLOTS:
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["student"]["selection"] == "agree"
+    assert set(report["test"]) == {"teacher", "student_round1"} and report["test"] == printed["test"]
+    assert report["test"]["teacher"] == json.loads((out / "teacher" / "test_metrics.json").read_text())
+    pseudo = report["runs"][0]["rounds"][0]["pseudo"]
+    assert pseudo["k"] == cfg.pseudo.k and 0 < pseudo["purity"] <= 1
+    steps = [json.loads(line) for line in (out / "round1" / "student" / "steps.jsonl").read_text().splitlines()]
+    assert steps[0]["warmup"] and not steps[-1]["warmup"] and "pairs_pos" in steps[-1]
+    assert all(0 < s["mu_pos"] <= 1 for s in steps)
+    trained = [s for s in steps if not s["warmup"] and s["pairs_pos"]]
+    assert trained and all(0 <= s["pos_precision"] <= 1 for s in trained)
+    pairs = report["runs"][0]["rounds"][0]["pairs"]
+    assert pairs["pairs_pos"] == pytest.approx(sum(s["pairs_pos"] for s in steps if not s["warmup"])
+                                               / sum(not s["warmup"] for s in steps))
+    md = (out / "report.md").read_text()
+    assert "| teacher |" in md and "| student round1 |" in md and "selection agree" in md
+
+
+def test_cli_refuses_more_clusters_than_unlabeled_images(tmp_path, capsys):
+    cfg = tiny_selftrain_config(tmp_path)
+    cfg.pseudo.k = 10_000
+    cfg_file = tmp_path / "k.yaml"
+    config.save(cfg, cfg_file)
+    assert main(["run", "--config", str(cfg_file), "--no-progress"]) == 2
+    assert "pseudo.k=10000 clusters but the unlabeled set has only" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "init").exists()  # refused before any training
+    assert main(["run", "--config", str(cfg_file), "--pseudo.k", "3", "--no-progress"]) == 2
+    assert "student.unlabeled_batch / student.unlabeled_m = 4 clusters per batch" in capsys.readouterr().err
+
+
+def test_resume_in_the_middle_of_the_student_equals_an_uninterrupted_run(tmp_path):
+    straight = tiny_selftrain_config(tmp_path / "a", student_epochs=3)
+    resumed = tiny_selftrain_config(tmp_path / "b", student_epochs=3)
+    resumed.data.cache_dir = straight.data.cache_dir
+    full = run_selftrain(straight, progress=False)
+
+    def stop(step, row):
+        if step == 4:  # step 1 of epoch 2 (three steps per epoch), after its mid-epoch checkpoint
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        run_selftrain(resumed, progress=False, on_step_end=[stop])
+    saved = checkpoint.load(tmp_path / "b" / "run" / "round1" / "student" / "last.pt")
+    assert (saved["epoch"], saved["step_in_epoch"], saved["global_step"]) == (1, 1, 4)
+    assert not (tmp_path / "b" / "run" / "round1" / "student" / "result.json").exists()
+    finished = run_selftrain(resumed, resume=True, progress=False)
+
+    assert finished["test"] == full["test"]
+    a, b = (tmp_path / x / "run" / "round1" / "student" for x in ("a", "b"))
+    for name in ("best.pt", "last.pt"):
+        wa, wb = checkpoint.load(a / name)["model"], checkpoint.load(b / name)["model"]
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), name
+    strip = lambda text: [{k: v for k, v in json.loads(line).items() if k != "seconds"}  # noqa: E731
+                          for line in text.splitlines()]
+    assert strip((a / "steps.jsonl").read_text()) == strip((b / "steps.jsonl").read_text())
+    assert strip((a / "metrics.jsonl").read_text()) == strip((b / "metrics.jsonl").read_text())
+
+
+def test_rounds_and_folds_concatenate_the_fold_models(tmp_path):
+    cfg = tiny_selftrain_config(tmp_path, student_epochs=1)
+    cfg.selftrain.rounds, cfg.selftrain.folds = 2, 2
+    cfg.train.epochs, cfg.student.init = 1, "teacher"
+    cfg.student.labeled_batch = 8  # two classes x 4 per batch: each fold trains on half the labeled classes
+    report = run_selftrain(cfg, progress=False)
+    out = tmp_path / "run"
+    assert set(report["test"]) == {"teacher", "student_round1", "student_round2"}
+    assert len(report["runs"]) == 2 and all(len(run["rounds"]) == 2 for run in report["runs"])
+    for fold in ("fold1", "fold2"):
+        assert (out / fold / "round2" / "student" / "best.pt").is_file()
+    # Round 2 clusters with round 1's student, not with the teacher.
+    r1 = torch.load(out / "fold1" / "round1" / "pseudo" / "pseudo_labels.pt")["labels"]
+    r2 = torch.load(out / "fold1" / "round2" / "pseudo" / "pseudo_labels.pt")["labels"]
+    assert not torch.equal(r1, r2)
+    single = json.loads((out / "fold1" / "teacher" / "test_metrics.json").read_text())
+    assert report["test"]["teacher"] != single  # the concatenated embedding, not fold 1's alone
+
+
+def test_folds_are_class_disjoint_and_cover_the_labeled_classes(tmp_path):
+    bench = build_benchmark(tiny_selftrain_config(tmp_path).data)
+    folds = fold_benchmarks(bench, 3, seed=0)
+    names = set(bench.labeled.class_names)
+    held = [set(f.val.class_names) for f in folds]
+    assert set().union(*held) == names and sum(map(len, held)) == len(names)
+    for f, h in zip(folds, held):
+        assert set(f.labeled.class_names) == names - h and f.test is bench.test and f.unlabeled is bench.unlabeled
+    with pytest.raises(ValueError, match="selftrain.folds"):
+        fold_benchmarks(bench, 0, seed=0)
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[1].glob("configs/*.yaml")))
+def test_shipped_configs_load(path):
+    cfg = config.load(path)
+    assert cfg.model.backbone == "efficientnet_lite0" and cfg.pseudo.k > 0 and cfg.out_dir.startswith("runs/")
+
+
+def test_photo_folders_with_an_unlabeled_folder(tmp_path):
+    """The photo path (3 channels, crop/flip transforms, flipped views) on a folder-per-class tree plus an
+    unlabeled image folder, the layout of CompCars / Fashion-200k."""
+    for c in range(8):
+        for i in range(4):
+            write_image(tmp_path / "labeled" / f"class{c}" / f"{i}.png", seed=10 * c + i)
+    for i in range(12):
+        write_image(tmp_path / "unlabeled" / f"{i}.png", seed=100 + i)
+    cfg = tiny_selftrain_config(tmp_path, student_epochs=1)
+    cfg.data.name, cfg.data.root = "folders", str(tmp_path / "labeled")
+    cfg.data.unlabeled_root = str(tmp_path / "unlabeled")
+    cfg.data.channels, cfg.data.image_size, cfg.data.val_fraction = 3, 16, 0.0
+    cfg.train.epochs, cfg.train.batch_size, cfg.student.labeled_batch, cfg.pseudo.k = 1, 8, 8, 3
+    cfg.selfsup.batch_size, cfg.student.unlabeled_batch = 16, 8  # 4 labeled classes x 4 + 12 unlabeled images
+    with pytest.warns(UserWarning, match="chosen on the test set"):
+        report = run_selftrain(cfg, progress=False)
+    assert report["benchmark"] == "folders" and report["sizes"]["unlabeled"] == 12
+    assert "purity" not in report["runs"][0]["rounds"][0]["pseudo"]  # no hidden labels: nothing to compare with
+
+
+def test_slade_run_defaults_to_the_cpu_glyph_preset(monkeypatch, capsys):
+    import slade.selftrain
+    from slade.presets import GLYPHS_CPU
+
+    seen = {}
+
+    def fake_run(cfg, resume, progress):
+        seen.update(cfg=cfg, resume=resume, progress=progress)
+        return {"test": {}, "seconds": 0.0}
+
+    monkeypatch.setattr(slade.selftrain, "run_selftrain", fake_run)
+    assert main(["run", "--student.epochs", "3", "--resume"]) == 0
+    cfg = seen["cfg"]
+    assert cfg.data.n_novel_classes == GLYPHS_CPU["data"]["n_novel_classes"] and cfg.model.width == 16
+    assert cfg.student.epochs == 3 and cfg.out_dir == "runs/slade" and seen["resume"] and seen["progress"]
+    assert json.loads(capsys.readouterr().out)["out_dir"] == "runs/slade"
