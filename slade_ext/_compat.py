@@ -46,10 +46,27 @@ def pml_twin(module_name: str, class_name: str, kwargs: dict, reason: str):
         f"slade_ext.{module_name}.{class_name}: {reason}; falling back to pytorch-metric-learning's "
         f"implementation (no fused kernel, full N x M memory)",
         FallbackWarning,
-        stacklevel=3,
+        stacklevel=4,  # the user line that built the miner or loss
     )
     module = importlib.import_module(f"pytorch_metric_learning.{module_name}")
     return getattr(module, class_name)(**kwargs)
+
+
+def fused_or_fallback(module_name: str, owner, distance, pml_options: dict):
+    """(fused distance name, None) when the fused kernels cover `owner`'s settings, else (None, PML's twin of
+    `owner`, built with owner._pml_args() plus the options, after one warning)."""
+    fused = fused_distance(distance, owner.default_distance)
+    reason = None
+    if pml_options:
+        reason = f"option(s) {', '.join(sorted(pml_options))} have no fused kernel"
+    elif fused is None:
+        reason = f"distance {distance!r} has no fused kernel (only CosineSimilarity and normalised LpDistance p=2)"
+    if reason is None:
+        return fused, None
+    kwargs = dict(owner._pml_args(), **pml_options)
+    if distance is not None:
+        kwargs["distance"] = distance
+    return fused, pml_twin(module_name, type(owner).__name__, kwargs, reason)
 
 
 def _check_emb(x, name: str):

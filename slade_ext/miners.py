@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from . import ops
-from ._compat import check_forward_inputs, fused_distance, pml_twin
+from ._compat import check_forward_inputs, fused_or_fallback
 
 __all__ = [
     "MultiSimilarityMiner",
@@ -35,18 +35,7 @@ class _FusedMiner(torch.nn.Module):
     def __init__(self, distance=None, **pml_options):
         super().__init__()
         self.distance = distance
-        self.fused_distance = fused_distance(distance, self.default_distance)
-        self.fallback = None
-        reason = None
-        if pml_options:
-            reason = f"option(s) {', '.join(sorted(pml_options))} have no fused kernel"
-        elif self.fused_distance is None:
-            reason = f"distance {distance!r} has no fused kernel (only CosineSimilarity and normalised LpDistance p=2)"
-        if reason is not None:
-            kwargs = dict(self._pml_args(), **pml_options)
-            if distance is not None:
-                kwargs["distance"] = distance
-            self.fallback = pml_twin("miners", type(self).__name__, kwargs, reason)
+        self.fused_distance, self.fallback = fused_or_fallback("miners", self, distance, pml_options)
 
     def _pml_args(self) -> dict:
         raise NotImplementedError

@@ -9,7 +9,6 @@ namespace slade {
 namespace {
 
 using Opt = c10::optional<at::Tensor>;
-constexpr double kNormEps = 1e-12;  // torch.nn.functional.normalize's epsilon
 
 // r = x W^T and its row norms (clamped like F.normalize), in the compute dtype.
 struct Projection {
@@ -27,9 +26,7 @@ Projection project(const at::Tensor& x, const at::Tensor& basis) {
 // Back through rn = r / max(|r|, eps) and r = x W^T: returns (grad_x, grad_W) for grad_rn.
 std::pair<at::Tensor, at::Tensor> projection_backward(const at::Tensor& grad_rn, const Projection& p,
                                                       const at::Tensor& basis) {
-  auto clamped = p.norm.clamp_min(kNormEps);
-  auto tangent = (grad_rn - p.rn * (grad_rn * p.rn).sum(-1, /*keepdim=*/true)) / clamped;
-  auto grad_r = at::where(p.norm > kNormEps, tangent, grad_rn / kNormEps);
+  auto grad_r = normalize_rows_backward(grad_rn, p.rn, p.norm);
   auto w = basis.to(grad_r.scalar_type());
   auto grad_x = at::matmul(grad_r, w);
   auto grad_w = at::mm(grad_r.reshape({-1, grad_r.size(-1)}).t(), p.x.reshape({-1, p.x.size(-1)}));

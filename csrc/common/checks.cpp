@@ -52,7 +52,12 @@ at::ScalarType compute_dtype(const at::Tensor& x) {
 at::Tensor normalize_rows(const at::Tensor& x) {
   auto xf = x.to(compute_dtype(x));
   // Same epsilon as torch.nn.functional.normalize, so a zero row maps to zero (similarity 0 to everything).
-  return xf / xf.norm(2, {-1}, /*keepdim=*/true).clamp_min(1e-12);
+  return xf / xf.norm(2, {-1}, /*keepdim=*/true).clamp_min(kNormEps);
+}
+
+at::Tensor normalize_rows_backward(const at::Tensor& grad_xn, const at::Tensor& xn, const at::Tensor& norm) {
+  auto tangent = (grad_xn - xn * (grad_xn * xn).sum(-1, /*keepdim=*/true)) / norm.clamp_min(kNormEps);
+  return at::where(norm > kNormEps, tangent, grad_xn / kNormEps);
 }
 
 at::Tensor project_normalize(const at::Tensor& x, const at::Tensor& basis) {

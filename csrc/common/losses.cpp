@@ -11,7 +11,6 @@ namespace slade {
 namespace {
 
 using Opt = c10::optional<at::Tensor>;
-constexpr double kNormEps = 1e-12;  // torch.nn.functional.normalize's epsilon
 
 void loss_rows_tile(const Tile& tile, const PairLists& lists, const LossRule& rule, at::Tensor& rows_out) {
 #ifdef WITH_CUDA
@@ -90,8 +89,7 @@ at::Tensor loss_rows(const LossInputs& in, const LossRule& rule) {
 // Back through xn = x / max(|x|, eps) (torch.nn.functional.normalize), in x's compute dtype.
 at::Tensor normalize_backward(const at::Tensor& grad_xn, const at::Tensor& xn, const at::Tensor& x) {
   auto norm = x.to(xn.scalar_type()).norm(2, {-1}, /*keepdim=*/true);
-  auto tangent = (grad_xn - xn * (grad_xn * xn).sum(-1, /*keepdim=*/true)) / norm.clamp_min(kNormEps);
-  return at::where(norm > kNormEps, tangent, grad_xn / kNormEps).to(x.scalar_type());
+  return normalize_rows_backward(grad_xn, xn, norm).to(x.scalar_type());
 }
 
 std::tuple<at::Tensor, at::Tensor> loss_rows_backward(const at::Tensor& grad_rows, const at::Tensor& rows,

@@ -25,6 +25,10 @@ void check_finite_scalar(double value, const char* name);
 // ---- numeric helpers ------------------------------------------------------------------------------------------
 // Rows of x scaled to unit L2 norm, computed in float32 (fp16/bf16 inputs are upcast; float64 stays float64).
 at::Tensor normalize_rows(const at::Tensor& x);
+// torch.nn.functional.normalize's epsilon: a row with a smaller norm is divided by it instead.
+constexpr double kNormEps = 1e-12;
+// Gradient through xn = x / max(|x|, eps) along the last dim, given grad_xn, xn and the unclamped norms |x|.
+at::Tensor normalize_rows_backward(const at::Tensor& grad_xn, const at::Tensor& xn, const at::Tensor& norm);
 // Rows of normalize(x @ basis^T): the basis projection r = W f of METHOD.md, unit length.
 at::Tensor project_normalize(const at::Tensor& x, const at::Tensor& basis);
 // float32 unless the input is float64: the accumulation type of every kernel.
