@@ -68,6 +68,10 @@ def section(bench_json: Path, memory_json: Path | None) -> str:
     groups = defaultdict(dict)
     for bench in data["benchmarks"]:
         groups[bench["group"]][impl_of(bench)] = bench
+        # The JSON carries each case's memory too; the side file adds the out-of-memory records.
+        key = f"{bench['group']}|{impl_of(bench)}"
+        if key not in memory and "peak_extra_bytes" in bench.get("extra_info", {}):
+            memory[key] = {"group": bench["group"], "impl": impl_of(bench), **bench["extra_info"]}
     for rec in memory.values():
         groups.setdefault(rec["group"], {})
     info = data["machine_info"]
@@ -94,7 +98,7 @@ def main():
     sections = []
     for run in args.runs:
         bench, _, memory = run.partition(":")
-        sections.append(section(Path(bench), Path(memory) if memory else HERE / ".memory.json"))
+        sections.append(section(Path(bench), Path(memory) if memory else None))
     intro = [
         "# Benchmark results",
         "",
