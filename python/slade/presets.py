@@ -1,5 +1,8 @@
 """Built-in configurations. `slade run` without --config uses GLYPHS_CPU: the whole pipeline on the glyph benchmark
-within 20 minutes on two CPU cores (small CNN, 32 px, a subset of the novel classes, few epochs)."""
+sized for two CPU cores (small CNN, 32 px, a subset of the novel classes, few epochs).
+
+Its student keeps the feature basis but not the confident-pair selection (METHOD.md's default, literal): at this size
+the selection collapses the embedding (results/ABLATION.md). --student.selection literal (or agree) brings it back."""
 from __future__ import annotations
 
 from . import config
@@ -11,7 +14,7 @@ GLYPHS_CPU = {
     "eval": {"clustering": True, "grid_queries": 8},
     "selfsup": {"epochs": 2, "batch_size": 128},
     "pseudo": {"k": 600},
-    "student": {"epochs": 12, "warmup_steps": 50, "checkpoint_every": 50},
+    "student": {"epochs": 12, "warmup_steps": 100, "selection": "none", "checkpoint_every": 50},
     "out_dir": "runs/slade",
 }
 
