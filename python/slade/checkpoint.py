@@ -30,3 +30,9 @@ def load(path: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def restore(state: dict, **stateful) -> None:
+    """Loads state[name] into each named object (model, optimizer, scheduler, scaler...) of a resumed run."""
+    for name, obj in stateful.items():
+        obj.load_state_dict(state[name])

@@ -90,11 +90,8 @@ def train_selfsup(cfg: config.Config, bench: Benchmark, out: Path, device, resum
     history, start, last_path = [], 0, out / "last.pt"
     if resume and last_path.is_file():
         state = checkpoint.load(last_path)
-        model.load_state_dict(state["model"])
-        projection.load_state_dict(state["projection"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        checkpoint.restore(state, model=model, projection=projection, optimizer=optimizer, scheduler=scheduler,
+                           scaler=scaler)
         history, start = state["history"], state["epoch"]
     log = MetricsLog(out / "metrics.jsonl")
     log.restart(history)

@@ -70,12 +70,8 @@ class _Parts:
                 "scaler": self.scaler.state_dict()}
 
     def load(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        if self.basis is not None:
-            self.basis.load_state_dict(state["basis"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        checkpoint.restore(state, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+                           scaler=self.scaler, **({} if self.basis is None else {"basis": self.basis}))
 
     def train(self) -> None:
         self.model.train()

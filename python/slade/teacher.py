@@ -107,10 +107,7 @@ def train_teacher(cfg: config.Config, resume: bool = False, progress: bool = Tru
     last_path = out / "last.pt"
     if resume and last_path.is_file():
         state = checkpoint.load(last_path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        checkpoint.restore(state, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
         history, best, start = state["history"], state["best"], state["epoch"]
     elif resume:
         warnings.warn(f"--resume: no {last_path} yet, starting from scratch", stacklevel=2)
