@@ -28,4 +28,5 @@ fi
 .venv/bin/pip install -q "${TORCH_SPEC:-torch==2.14.1}"
 # --no-build-isolation: the extension must be compiled against the torch it will run with.
 .venv/bin/pip install -q --no-build-isolation ".[${extras}]"
-.venv/bin/python -c "import slade_ext, json; print('slade_ext build:', json.dumps(slade_ext.build_info()))"
+# -P keeps the checkout off sys.path, so this reports the installed build (not a JIT build of the sources).
+.venv/bin/python -P -c "import slade_ext, json; print('slade_ext build:', json.dumps(slade_ext.build_info()))"
