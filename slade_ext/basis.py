@@ -21,11 +21,13 @@ class FeatureBasis(torch.nn.Module):
     grad_mode="paper" (default): L_SD uses the moving averages, so its gradient flows through the batch part only
     (scaled by 1 - beta). grad_mode="batch": L_SD uses the batch statistics; the averages only serve as thresholds.
     The averages start from the first batch's statistics (our choice: METHOD.md gives no initial value); a side
-    without pairs in a batch leaves its averages unchanged.
+    without pairs in a batch leaves its averages unchanged. `restart_averages()` makes the next batch seed them
+    again: after a warm-up that moved W, averages carried over from it lag far behind the current similarities.
+    ce_scale multiplies the logits of L_CE (1 = the paper's W f).
     """
 
     def __init__(self, num_classes: int, dim: int, beta: float = 0.99, margin: float = 0.5, lambda_var: float = 1.0,
-                 grad_mode: str = "paper"):
+                 grad_mode: str = "paper", ce_scale: float = 1.0):
         super().__init__()
         if num_classes < 1 or dim < 1:
             raise ValueError(f"num_classes and dim must be positive, got {num_classes}, {dim}")
@@ -33,16 +35,19 @@ class FeatureBasis(torch.nn.Module):
             raise ValueError(f"beta must be in [0, 1), got {beta}")
         if grad_mode not in ("paper", "batch"):
             raise ValueError(f'grad_mode must be "paper" or "batch", got {grad_mode!r}')
+        if not ce_scale > 0:
+            raise ValueError(f"ce_scale must be positive, got {ce_scale}")
         self.weight = torch.nn.Parameter(torch.empty(num_classes, dim))
         torch.nn.init.normal_(self.weight, std=dim**-0.5)
         self.beta, self.margin, self.lambda_var, self.grad_mode = beta, margin, lambda_var, grad_mode
+        self.ce_scale = ce_scale
         for name in ("mu_pos", "var_pos", "mu_neg", "var_neg"):
             self.register_buffer(name, torch.zeros(()))
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.int64))
 
     def logits(self, emb: torch.Tensor) -> torch.Tensor:
-        """W f: the class scores of L_CE."""
-        return emb @ self.weight.t()
+        """ce_scale * W f: the class scores of L_CE."""
+        return self.ce_scale * (emb @ self.weight.t())
 
     def ce_loss(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """L_CE over the labeled samples (label >= 0); 0 when there are none."""
@@ -54,6 +59,10 @@ class FeatureBasis(torch.nn.Module):
     def similarity(self, emb: torch.Tensor, ref_emb: torch.Tensor | None = None) -> torch.Tensor:
         """s_ij = cos(W f_i, W g_j)."""
         return ops.basis_similarity(emb, self.weight, ref_emb)
+
+    def restart_averages(self) -> None:
+        """The next sd_loss seeds mu+/mu-/v+/v- from its batch; thresholds() is None until then."""
+        self.num_updates.zero_()
 
     def thresholds(self):
         """(T1, T2) = (mu+, mu-) as floats, or None before the first update."""

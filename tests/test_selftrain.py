@@ -12,6 +12,7 @@ from slade.cli import main
 from slade.data.benchmark import build_benchmark
 from slade.folds import fold_benchmarks
 from slade.selftrain import run_selftrain
+from slade_ext.basis import FeatureBasis
 from selftrain_helpers import tiny_selftrain_config
 from slade_test_helpers import write_image
 
@@ -94,6 +95,23 @@ def test_resume_in_the_middle_of_the_student_equals_an_uninterrupted_run(tmp_pat
                           for line in text.splitlines()]
     assert strip((a / "steps.jsonl").read_text()) == strip((b / "steps.jsonl").read_text())
     assert strip((a / "metrics.jsonl").read_text()) == strip((b / "metrics.jsonl").read_text())
+
+
+@pytest.mark.parametrize("restart", [True, False])
+def test_averages_restart_once_when_the_warmup_ends(tmp_path, monkeypatch, restart):
+    cfg = tiny_selftrain_config(tmp_path, student_epochs=1)
+    cfg.student.warmup_steps, cfg.student.restart_averages = 2, restart
+    steps_done, restarted_after = [0], []
+    original = FeatureBasis.restart_averages
+
+    def spy(self):
+        restarted_after.append(steps_done[0])
+        original(self)
+
+    monkeypatch.setattr(FeatureBasis, "restart_averages", spy)
+    run_selftrain(cfg, progress=False, on_step_end=[lambda step, row: steps_done.__setitem__(0, step)])
+    assert steps_done[0] > 2
+    assert restarted_after == ([2] if restart else [])
 
 
 def test_rounds_and_folds_concatenate_the_fold_models(tmp_path):

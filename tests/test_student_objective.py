@@ -1,6 +1,7 @@
 """The student's objective against a hand computation (L_rank + lambda1 L_rank(unlabeled) + lambda2 (L_CE + L_SD)
 with the moving averages), the warm-up that trains W alone, the 0.01 gradient scale of the paper-faithful L_SD,
-and confident-pair selection equal to slade_ext's reference."""
+confident-pair selection equal to slade_ext's reference, the restart of the averages, the logit scale of L_CE and
+the pseudo-label negatives."""
 import math
 
 import pytest
@@ -152,7 +153,49 @@ def test_plain_variant_uses_pseudo_label_pairs_and_no_basis():
 
 
 @pytest.mark.parametrize("overrides,match", [({"selection": "greedy"}, "student.selection"),
-                                             ({"basis": False, "selection": "literal"}, "student.basis")])
+                                             ({"basis": False, "selection": "literal"}, "student.basis"),
+                                             ({"selection_negatives": "easy"}, "student.selection_negatives")])
 def test_bad_switches_are_clear_errors(overrides, match):
     with pytest.raises(ValueError, match=match):
         make_objective(student_cfg(**overrides))
+
+
+def test_restarted_averages_are_seeded_by_the_next_batch():
+    objective = make_objective(student_cfg())
+    basis, p_u = objective.basis, torch.tensor([0, 0, 0, 1, 1, 1, 2, 2])
+    for seed in (3, 4):
+        basis.sd_loss(clustered(p_u, seed=seed), p_u)
+    basis.restart_averages()
+    assert basis.thresholds() is None
+    f_u = clustered(p_u, seed=5)
+    basis.sd_loss(f_u, p_u)
+    (mu_p, var_p), (mu_n, var_n) = hand_pair_moments(f_u, basis.weight.detach(), p_u)
+    assert basis.thresholds() == pytest.approx((mu_p, mu_n), rel=1e-9)
+    assert (float(basis.var_pos), float(basis.var_neg)) == pytest.approx((var_p, var_n), rel=1e-9)
+
+
+def test_ce_scale_multiplies_the_logits():
+    objective = make_objective(student_cfg(ce_scale=16.0))
+    f_l, y_l = embeddings(6), torch.tensor([0, 0, 1, 1, 2, 2])
+    want = F.cross_entropy(16.0 * f_l @ objective.basis.weight.detach().T, y_l)
+    assert objective.basis.ce_loss(f_l, y_l).item() == pytest.approx(want.item(), rel=1e-9)
+    with pytest.raises(ValueError, match="ce_scale"):
+        make_objective(student_cfg(ce_scale=0.0))
+
+
+@pytest.mark.parametrize("mode", ["literal", "agree"])
+def test_pseudo_negatives_are_the_miners_less_the_selected_positives(mode):
+    objective = make_objective(student_cfg(selection=mode, selection_negatives="pseudo"))
+    objective.miner = build_miner(config.LossConfig(miner_epsilon=1.0))  # a lenient miner: many negatives
+    p_u = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3])
+    f_u = clustered(p_u, seed=7)
+    objective.basis.sd_loss(f_u, p_u)
+    a1, p, a2, n = objective.unlabeled_pairs(f_u, p_u)
+    want_pos = objective.selector(f_u, p_u)[:2]
+    assert torch.equal(a1, want_pos[0]) and torch.equal(p, want_pos[1]) and len(a1) > 0
+    mined = set(zip(*(t.tolist() for t in objective.miner(f_u, p_u)[2:])))
+    assert set(zip(a2.tolist(), n.tolist())) == mined - set(zip(a1.tolist(), p.tolist()))
+    assert len(a2) > 0
+    objective.basis.mu_pos.fill_(0.1)  # mu+ <= mu-: nothing at all is selected, negatives included
+    objective.basis.mu_neg.fill_(0.2)
+    assert all(len(t) == 0 for t in objective.unlabeled_pairs(f_u, p_u))

@@ -116,6 +116,7 @@ class StudentConfig:
     basis_lr: float | None = None  # W's learning rate; None: the student's
     basis: bool = True  # false: plain pseudo-label pairs (ablation)
     selection: str = "literal"  # none | literal | agree
+    selection_negatives: str = "threshold"  # threshold (s <= T2 = mu-, METHOD.md) | pseudo (the plain variant's)
     lambda1: float = 1.0  # weight of L_rank on the unlabeled pairs
     lambda2: float = 0.25  # weight of L_Basis = L_CE + L_SD
     sd_margin: float = 0.5
@@ -123,6 +124,8 @@ class StudentConfig:
     sd_beta: float = 0.99  # moving-average momentum of mu+/mu-/v+/v-
     sd_grad: str = "paper"  # paper (gradient through the moving average) | batch (batch statistics)
     warmup_steps: int = 100  # steps training W alone on detached embeddings
+    restart_averages: bool = True  # the first step after the warm-up seeds mu+/mu-/v+/v- anew (our choice)
+    ce_scale: float = 1.0  # logit scale of L_CE (1: the paper's W f)
     init: str = "selfsup"  # selfsup | teacher: the weights the student starts from
     checkpoint_every: int = 50  # steps between mid-epoch checkpoints (0: epoch ends only)
 

@@ -2,7 +2,8 @@
 sized for two CPU cores (small CNN, 32 px, a subset of the novel classes, few epochs).
 
 Its student keeps the feature basis but not the confident-pair selection (METHOD.md's default, literal): at this size
-the selection collapses the embedding (results/ABLATION.md). --student.selection literal (or agree) brings it back."""
+METHOD.md's selection collapses the embedding, and no selection variant beat the basis alone (results/ABLATION.md).
+--student.selection literal (or agree, with --student.selection_negatives pseudo) brings it back."""
 from __future__ import annotations
 
 from . import config

@@ -41,6 +41,8 @@ def _markdown(report: dict) -> str:
     cfg, test = report["config"], report["test"]
     s = cfg["student"]
     variant = "plain pseudo-label pairs" if not s["basis"] else f"feature basis, selection {s['selection']}"
+    if s["basis"] and s["selection"] != "none" and s.get("selection_negatives") == "pseudo":
+        variant += " with pseudo-label negatives"
     lines = [f"# SLADE on {report['benchmark']}", "",
              f"Student: {variant}; init from {s['init']}; {report['rounds']} round(s); "
              f"{report['folds']} fold(s){' (concatenated test embeddings)' if report['folds'] > 1 else ''}; "

@@ -186,6 +186,8 @@ def train_student(cfg: config.Config, bench: Benchmark, pseudo: PseudoLabels, in
         for i, batch in enumerate(bar, start=skip):
             skip_log.add("student", batch["skipped"])
             warmup = parts.basis is not None and progress_state["global_step"] < s.warmup_steps
+            if parts.basis is not None and s.restart_averages and 0 < s.warmup_steps == progress_state["global_step"]:
+                parts.basis.restart_averages()  # the warm-up's averages lag behind the W it ended with
             row = {"step": progress_state["global_step"] + 1, "epoch": epoch + 1,
                    **_step(parts, objective, batch, pseudo_t, hidden, device, amp, warmup)}
             progress_state["global_step"] += 1

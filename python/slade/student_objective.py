@@ -4,7 +4,10 @@
 
 with its ablation switches: `basis=False` drops the feature basis and trains on plain pseudo-label pairs;
 `selection="none"` keeps the basis but still takes the pseudo-label pairs; "literal" / "agree" take the confident
-pairs of the basis similarity (thresholds mu+ / mu-, the moving averages), picked by slade_ext."""
+pairs of the basis similarity (thresholds mu+ / mu-, the moving averages), picked by slade_ext.
+`selection_negatives="pseudo"` keeps the selection's positives but takes the plain variant's negatives instead of
+those under T2 = mu- (results/ABLATION.md: the T2 negatives are the easy half, and with them alone the embedding
+collapses)."""
 from __future__ import annotations
 
 import torch
@@ -13,6 +16,7 @@ from slade_ext.basis import FeatureBasis
 from slade_ext.miners import ConfidentPairMiner
 
 SELECTIONS = ("none", "literal", "agree")
+NEGATIVES = ("threshold", "pseudo")
 
 
 def build_basis(student_cfg, num_classes: int, dim: int) -> FeatureBasis | None:
@@ -20,19 +24,23 @@ def build_basis(student_cfg, num_classes: int, dim: int) -> FeatureBasis | None:
     if not student_cfg.basis:
         return None
     return FeatureBasis(num_classes, dim, beta=student_cfg.sd_beta, margin=student_cfg.sd_margin,
-                        lambda_var=student_cfg.sd_lambda_var, grad_mode=student_cfg.sd_grad)
+                        lambda_var=student_cfg.sd_lambda_var, grad_mode=student_cfg.sd_grad,
+                        ce_scale=student_cfg.ce_scale)
 
 
 class StudentObjective:
     def __init__(self, student_cfg, loss_fn, miner, basis: FeatureBasis | None):
         if student_cfg.selection not in SELECTIONS:
             raise ValueError(f"student.selection must be one of {SELECTIONS}, got {student_cfg.selection!r}")
+        if student_cfg.selection_negatives not in NEGATIVES:
+            raise ValueError(f"student.selection_negatives must be one of {NEGATIVES}, "
+                             f"got {student_cfg.selection_negatives!r}")
         if student_cfg.selection != "none" and basis is None:
             raise ValueError(f"student.selection={student_cfg.selection!r} needs the feature basis "
                              "(student.basis=true)")
         self.loss_fn, self.miner, self.basis = loss_fn, miner, basis
         self.lambda1, self.lambda2 = student_cfg.lambda1, student_cfg.lambda2
-        self.selector = None
+        self.selector, self.negatives = None, student_cfg.selection_negatives
         if student_cfg.selection != "none":
             self.selector = ConfidentPairMiner(basis, mode=student_cfg.selection)
 
@@ -42,9 +50,23 @@ class StudentObjective:
     def unlabeled_pairs(self, f_u: torch.Tensor, p_u: torch.Tensor):
         """(a1, p, a2, n) of the unlabeled batch: the confident pairs, or the miner's pseudo-label pairs (all of
         them without a miner: None)."""
-        if self.selector is not None:
-            return self.selector(f_u.detach(), p_u)
-        return self.miner(f_u, p_u) if self.miner is not None else None
+        if self.selector is None:
+            return self.miner(f_u, p_u) if self.miner is not None else None
+        a1, p, a2, n = self.selector(f_u.detach(), p_u)
+        thresholds = self.basis.thresholds()
+        if self.negatives == "pseudo" and thresholds is not None and thresholds[0] > thresholds[1]:
+            a2, n = self._pseudo_negatives(f_u, p_u, a1, p)
+        return a1, p, a2, n
+
+    def _pseudo_negatives(self, f_u, p_u, a1, p):
+        """The plain variant's negatives (the miner's pseudo-label negatives; every pair of different pseudo labels
+        without a miner), less the pairs the selection took as positives (literal mode may pick such pairs)."""
+        if self.miner is not None:
+            a2, n = self.miner(f_u, p_u)[2:]
+        else:
+            a2, n = (p_u[:, None] != p_u[None, :]).nonzero(as_tuple=True)
+        taken = torch.isin(a2 * len(p_u) + n, a1 * len(p_u) + p)
+        return a2[~taken], n[~taken]
 
     def basis_loss(self, f_l, y_l, f_u, p_u) -> tuple[torch.Tensor, torch.Tensor]:
         """(L_CE on the labeled samples, L_SD on the pseudo pairs); L_SD also moves the averages mu+/mu-/v+/v-."""
