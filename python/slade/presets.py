@@ -1,9 +1,10 @@
 """Built-in configurations. `slade run` without --config uses GLYPHS_CPU: the whole pipeline on the glyph benchmark
 sized for two CPU cores (small CNN, 32 px, a subset of the novel classes, few epochs).
 
-Its student keeps the feature basis but not the confident-pair selection (METHOD.md's default, literal): at this size
-METHOD.md's selection collapses the embedding, and no selection variant beat the basis alone (results/ABLATION.md).
---student.selection literal (or agree, with --student.selection_negatives pseudo) brings it back."""
+Its student selects confident pairs in the `agree` mode with the plain variant's negatives
+(student.selection_negatives: pseudo), the best student of results/ABLATION.md at this size. METHOD.md's own rule
+(literal, negatives under T2 = mu-) collapses the embedding here: --student.selection literal
+--student.selection_negatives threshold brings it back."""
 from __future__ import annotations
 
 from . import config
@@ -15,7 +16,8 @@ GLYPHS_CPU = {
     "eval": {"clustering": True, "grid_queries": 8},
     "selfsup": {"epochs": 2, "batch_size": 128},
     "pseudo": {"k": 600},
-    "student": {"epochs": 12, "warmup_steps": 100, "selection": "none", "checkpoint_every": 50},
+    "student": {"epochs": 12, "warmup_steps": 100, "selection": "agree", "selection_negatives": "pseudo",
+                "checkpoint_every": 50},
     "out_dir": "runs/slade",
 }
 
