@@ -1,7 +1,8 @@
 """SLADE's ablation on the glyph benchmark (METHOD.md, "Reference figures"): teacher; student with plain pseudo-label
-pairs; + feature basis; + basis + confident-pair selection (literal, agree). Per seed, the self-supervised init,
-the teacher and the pseudo labels are shared by the student variants (slade.selftrain's stages, resumable: rerun
-the same command to continue). Writes <out>/ablation.json and a markdown table (mean +- sample std over seeds).
+pairs; + feature basis; + basis + confident-pair selection (literal, agree, agree with pseudo-label negatives).
+Per seed, the self-supervised init, the teacher and the pseudo labels are shared by the student variants
+(slade.selftrain's stages, resumable: rerun the same command to continue). Writes <out>/ablation.json and a markdown
+table (mean +- sample std over seeds).
 
     python scripts/ablation.py --out runs/ablation --seeds 0 1 2 3 4 [--set student.epochs=8 ...] [--markdown FILE]
     python scripts/ablation.py --out runs/ablation --seeds 0 --tag _blr --set student.basis_lr=0.02  # a probe

@@ -145,6 +145,11 @@ class ConfidentPairMiner(torch.nn.Module):
         t_neg = self.t_neg if self.t_neg is not None else (None if stats is None else stats[1])
         return self.basis.weight, t_pos, t_neg
 
+    def active(self) -> bool:
+        """Whether forward can select anything: the thresholds exist and t_pos > t_neg."""
+        _, t_pos, t_neg = self._weight_and_thresholds()
+        return t_pos is not None and t_neg is not None and t_pos > t_neg
+
     def forward(self, embeddings, labels=None, ref_emb=None, ref_labels=None):
         if ref_emb is not None and ref_emb is not embeddings:
             raise ValueError("ConfidentPairMiner selects pairs within the batch: ref_emb must be None or embeddings")

@@ -53,8 +53,7 @@ class StudentObjective:
         if self.selector is None:
             return self.miner(f_u, p_u) if self.miner is not None else None
         a1, p, a2, n = self.selector(f_u.detach(), p_u)
-        thresholds = self.basis.thresholds()
-        if self.negatives == "pseudo" and thresholds is not None and thresholds[0] > thresholds[1]:
+        if self.negatives == "pseudo" and self.selector.active():
             a2, n = self._pseudo_negatives(f_u, p_u, a1, p)
         return a1, p, a2, n
 
