@@ -10,7 +10,7 @@ import yaml
 import slade
 from slade import config
 from slade.cli import main
-from slade_test_helpers import tiny_glyph_config
+from helpers.configs import tiny_glyph_config
 
 RUN_FILES = {"config.yaml", "metrics.jsonl", "last.pt", "best.pt", "curves.png", "test_metrics.json",
              "recall_at_k.png", "retrievals.png"}

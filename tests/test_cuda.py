@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from op_cases import SHAPES, assert_same_indices, labels, with_ties
+from helpers.op_cases import SHAPES, assert_same_indices, labels, with_ties
 from slade_ext import ops
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]

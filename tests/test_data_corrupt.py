@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader
 from slade.data.imageset import ImageSet
 from slade.data.torch_dataset import ImageDataset, SkipLog, collate_skipping_unreadable
 from slade.data.transforms import EvalTransform, TrainTransform
-from slade_test_helpers import write_corrupt, write_image
+from helpers.images import write_corrupt, write_image
 
 
 def test_corrupt_and_missing_images_are_skipped_and_reported(tmp_path):

@@ -13,7 +13,7 @@ from slade.data.cub import cub200, nabirds
 from slade.data.fashion_mnist import DEBIAN_DIR, fashion_mnist, read_idx
 from slade.data.folders import class_folders, unlabeled_folder
 from slade.data.inshop import inshop
-from slade_test_helpers import write_image
+from helpers.images import write_image
 
 
 def make_cub(root, n_classes=4, per_class=3, ids=None):

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from op_cases import embeddings, labels, non_contiguous
+from helpers.op_cases import embeddings, labels, non_contiguous
 from slade_ext import ops, reference
 
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from op_cases import embeddings, labels
+from helpers.op_cases import embeddings, labels
 from slade_ext import ops
 
 EMB, LAB, W = embeddings(10, 8), labels(10, 3), embeddings(4, 8, seed=3)

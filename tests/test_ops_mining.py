@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from op_cases import SHAPES, assert_same_indices, case_inputs, embeddings, labels, non_contiguous, with_ties
+from helpers.op_cases import SHAPES, assert_same_indices, case_inputs, embeddings, labels, non_contiguous, with_ties
 from slade_ext import ops, reference
 
 MINERS = {

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import slade_ext
-from op_cases import embeddings, labels
+from helpers.op_cases import embeddings, labels
 from slade_ext import ops
 
 EMB, LAB, W = embeddings(24, 8), labels(24, 4), embeddings(5, 8, seed=3)

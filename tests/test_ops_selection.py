@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from op_cases import assert_same_indices, embeddings, labels, with_ties
+from helpers.op_cases import assert_same_indices, embeddings, labels, with_ties
 from slade_ext import ops, reference
 
 

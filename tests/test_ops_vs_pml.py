@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from op_cases import embeddings, labels
+from helpers.op_cases import embeddings, labels
 from slade_ext import ops
 
 pml_miners = pytest.importorskip("pytorch_metric_learning.miners")

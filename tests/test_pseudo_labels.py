@@ -13,7 +13,7 @@ from slade.data.benchmark import build_benchmark
 from slade.models import build_model
 from slade.teacher import eval_transform
 from slade.torch_kmeans import torch_kmeans
-from selftrain_helpers import tiny_selftrain_config
+from helpers.configs import tiny_selftrain_config
 
 
 def blobs(k=5, per=20, d=8, seed=0):

@@ -13,8 +13,8 @@ from slade.data.benchmark import build_benchmark
 from slade.folds import fold_benchmarks
 from slade.selftrain import run_selftrain
 from slade_ext.basis import FeatureBasis
-from selftrain_helpers import tiny_selftrain_config
-from slade_test_helpers import write_image
+from helpers.configs import tiny_selftrain_config
+from helpers.images import write_image
 
 STAGE_FILES = {"init": {"init.pt", "last.pt", "result.json"},
                "teacher": {"best.pt", "last.pt", "result.json", "test_metrics.json"},

@@ -6,7 +6,7 @@ import torch
 
 from slade import checkpoint
 from slade.teacher import train_teacher
-from slade_test_helpers import tiny_glyph_config
+from helpers.configs import tiny_glyph_config
 
 
 class Interrupted(Exception):

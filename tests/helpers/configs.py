@@ -1,25 +1,9 @@
-"""Shared helpers of the training-layer tests: tiny image fixtures and a seconds-long glyph config."""
+"""Seconds-long configurations: a tiny glyph teacher run and a tiny SLADE pipeline run."""
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 from slade import config
-
-
-def write_image(path: Path, seed: int, size: int = 12) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(path)
-    return path
-
-
-def write_corrupt(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
-    return path
 
 
 def tiny_glyph_config(tmp_path: Path, epochs: int = 2) -> config.Config:
@@ -32,4 +16,16 @@ def tiny_glyph_config(tmp_path: Path, epochs: int = 2) -> config.Config:
     cfg.train.epochs, cfg.train.batch_size, cfg.train.m_per_class = epochs, 16, 4
     cfg.eval.recall_ks, cfg.eval.grid_queries, cfg.eval.clustering = [1, 2], 3, True
     cfg.out_dir = str(tmp_path / "run")
+    return cfg
+
+
+def tiny_selftrain_config(tmp_path: Path, student_epochs: int = 2) -> config.Config:
+    cfg = tiny_glyph_config(tmp_path, epochs=2)
+    cfg.data.n_novel_classes = 6  # unlabeled: 10 fit classes x 2 faces + 6 novel x 4 faces = 44 images
+    cfg.eval.clustering = False
+    cfg.selfsup.epochs, cfg.selfsup.batch_size = 1, 32
+    cfg.pseudo.k = 8
+    s = cfg.student
+    s.epochs, s.labeled_batch, s.unlabeled_batch, s.unlabeled_m = student_epochs, 16, 16, 4
+    s.warmup_steps, s.checkpoint_every = 1, 1
     return cfg
