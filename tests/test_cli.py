@@ -9,7 +9,7 @@ import yaml
 
 import slade
 from slade import config
-from slade.cli import main
+from slade.cli.main import main
 from helpers.configs import tiny_glyph_config
 
 RUN_FILES = {"config.yaml", "metrics.jsonl", "last.pt", "best.pt", "curves.png", "test_metrics.json",

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from slade import config
-from slade.commands.config_args import apply_overrides
+from slade.cli.config_args import apply_overrides
 
 
 def test_defaults_round_trip_through_yaml_and_json(tmp_path):

@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 
-from slade.data import cjk_classes, glyph_grid
-from slade.data.fonts import FontsNotFoundError, select_faces
-from slade.data.glyphs import glyph_benchmark
+from slade.data.glyphs import classes as cjk_classes
+from slade.data.glyphs import grid as glyph_grid
+from slade.data.glyphs.fonts import FontsNotFoundError, select_faces
+from slade.data.glyphs.benchmark import glyph_benchmark
 
 
 def test_class_enumeration_matches_data_md():

@@ -8,11 +8,11 @@ import scipy.io
 
 from slade import config
 from slade.data.benchmark import build_benchmark
-from slade.data.cars import cars196
-from slade.data.cub import cub200, nabirds
-from slade.data.fashion_mnist import DEBIAN_DIR, fashion_mnist, read_idx
-from slade.data.folders import class_folders, unlabeled_folder
-from slade.data.inshop import inshop
+from slade.data.readers.cars import cars196
+from slade.data.readers.cub import cub200, nabirds
+from slade.data.readers.fashion_mnist import DEBIAN_DIR, fashion_mnist, read_idx
+from slade.data.readers.folders import class_folders, unlabeled_folder
+from slade.data.readers.inshop import inshop
 from helpers.images import write_image
 
 

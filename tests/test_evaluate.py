@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from slade import faiss_backend, knn as knn_module
-from slade.evaluate import clustering_metrics, retrieval_metrics
-from slade.knn import knn
+from slade.search import backend as faiss_backend
+from slade.search import knn as knn_module
+from slade.evaluation.metrics import clustering_metrics, retrieval_metrics
+from slade.search.knn import knn
 
 
 def random_set(n=120, d=8, classes=9, seed=0):
@@ -100,7 +101,7 @@ def test_self_is_dropped_even_among_duplicates():
 
 def test_torch_fallback_warns_once(monkeypatch):
     monkeypatch.setattr(knn_module, "load_faiss", lambda: None)
-    monkeypatch.setattr(knn_module, "_warned_fallback", False)
+    monkeypatch.setattr(faiss_backend, "_FALLBACK_WARNED", set())
     x, y = random_set(n=40)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -147,7 +148,7 @@ def test_faiss_report_says_where_it_runs():
 def test_search_is_chunked(monkeypatch):
     """Memory per step is bounded by the chunk: faiss gets `chunk` queries at a time; the torch path shrinks the
     chunk further so that chunk x N similarities stay under its block budget."""
-    from slade.knn import knn_chunks
+    from slade.search.knn import knn_chunks
 
     x, _ = random_set(n=100)
     assert [len(idx) for _, idx, _ in knn_chunks(x, None, 3, chunk=32)] == [32, 32, 32, 4]
@@ -163,11 +164,11 @@ def test_model_evaluation_on_query_gallery_benchmark(tmp_path):
 
     from slade.config import EvalConfig, ModelConfig
     from slade.data.imageset import ImageSet
-    from slade.data.roles import Benchmark
+    from slade.data.benchmark import Benchmark
     from slade.data.transforms import EvalTransform
     from slade.models import build_model
-    from slade.retrieval_eval import evaluate_role
-    from slade.retrieval_grid import save_retrieval_grid
+    from slade.evaluation.retrieval import evaluate_role
+    from slade.evaluation.grid import save_retrieval_grid
 
     rng = np.random.default_rng(0)
     arrays = rng.integers(0, 256, (30, 16, 16), dtype=np.uint8)

@@ -7,12 +7,13 @@ import pytest
 import torch
 from sklearn.metrics import normalized_mutual_info_score
 
-from slade import pseudo_labels
-from slade.cluster_quality import nmi, purity
+from slade.stages import pseudo_labels
+from slade.evaluation.metrics import nmi, purity
 from slade.data.benchmark import build_benchmark
 from slade.models import build_model
-from slade.teacher import eval_transform
-from slade.torch_kmeans import torch_kmeans
+from slade.stages.teacher import eval_transform
+from slade.search import backend as backend_module, kmeans as kmeans_module
+from slade.search.kmeans import torch_kmeans
 from helpers.configs import tiny_selftrain_config
 
 
@@ -46,8 +47,8 @@ def test_stage_refuses_before_embedding(tmp_path):
 def test_separated_clusters_are_recovered(backend, monkeypatch):
     x, truth = blobs()
     if backend == "torch":
-        monkeypatch.setattr(pseudo_labels, "load_faiss", lambda: None)
-        monkeypatch.setattr(pseudo_labels, "_warned_fallback", False)
+        monkeypatch.setattr(kmeans_module, "load_faiss", lambda: None)
+        monkeypatch.setattr(backend_module, "_FALLBACK_WARNED", set())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the torch fallback's warning has a test of its own
         ids = pseudo_labels.cluster(x, 5, seed=3, gpu=False)
@@ -56,8 +57,8 @@ def test_separated_clusters_are_recovered(backend, monkeypatch):
 
 
 def test_torch_fallback_warns_once_and_is_deterministic(monkeypatch):
-    monkeypatch.setattr(pseudo_labels, "load_faiss", lambda: None)
-    monkeypatch.setattr(pseudo_labels, "_warned_fallback", False)
+    monkeypatch.setattr(kmeans_module, "load_faiss", lambda: None)
+    monkeypatch.setattr(backend_module, "_FALLBACK_WARNED", set())
     x, _ = blobs(k=4, per=10, seed=1)
     with pytest.warns(UserWarning, match="faiss is not installed"):
         first = pseudo_labels.cluster(x, 6, seed=0)

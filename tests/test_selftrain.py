@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from slade import checkpoint, config
-from slade.cli import main
+from slade import config
+from slade.runtime import checkpoint
+from slade.cli.main import main
 from slade.data.benchmark import build_benchmark
-from slade.folds import fold_benchmarks
-from slade.selftrain import run_selftrain
+from slade.data.folds import fold_benchmarks
+from slade.pipeline.selftrain import run_selftrain
 from slade_ext.basis import FeatureBasis
 from helpers.configs import tiny_selftrain_config
 from helpers.images import write_image
@@ -172,8 +173,8 @@ def test_photo_folders_with_an_unlabeled_folder(tmp_path):
 
 
 def test_slade_run_defaults_to_the_cpu_glyph_preset(monkeypatch, capsys):
-    import slade.selftrain
-    from slade.presets import GLYPHS_CPU
+    import slade.pipeline.selftrain
+    from slade.config.presets import GLYPHS_CPU
 
     seen = {}
 
@@ -181,7 +182,7 @@ def test_slade_run_defaults_to_the_cpu_glyph_preset(monkeypatch, capsys):
         seen.update(cfg=cfg, resume=resume, progress=progress)
         return {"test": {}, "seconds": 0.0}
 
-    monkeypatch.setattr(slade.selftrain, "run_selftrain", fake_run)
+    monkeypatch.setattr(slade.pipeline.selftrain, "run_selftrain", fake_run)
     assert main(["run", "--student.epochs", "3", "--resume"]) == 0
     cfg = seen["cfg"]
     assert cfg.data.n_novel_classes == GLYPHS_CPU["data"]["n_novel_classes"] and cfg.model.width == 16

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from slade.augment import ViewAugment
-from slade.selfsup import nt_xent
+from slade.data.augment import ViewAugment
+from slade.stages.selfsup import nt_xent
 
 
 def plain_nt_xent(z1, z2, t):

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from slade import config
-from slade.objectives import build_loss, build_miner
-from slade.student_objective import StudentObjective, build_basis
+from slade.training.registry import build_loss, build_miner
+from slade.stages.student_objective import StudentObjective, build_basis
 from slade_ext import reference
 
 

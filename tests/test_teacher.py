@@ -4,8 +4,8 @@ import json
 import pytest
 import torch
 
-from slade import checkpoint
-from slade.teacher import train_teacher
+from slade.runtime import checkpoint
+from slade.stages.teacher import train_teacher
 from helpers.configs import tiny_glyph_config
 
 
@@ -71,10 +71,10 @@ def test_teacher_fits_its_training_classes(tmp_path):
     class far better than with the same network untrained. (Generalising to unseen classes needs more faces and
     epochs than a unit test affords; see the report's small glyph run.)"""
     from slade.data.benchmark import build_benchmark
-    from slade.embed import embed
-    from slade.evaluate import retrieval_metrics
+    from slade.evaluation.embedding import embed
+    from slade.evaluation.metrics import retrieval_metrics
     from slade.models import build_model
-    from slade.teacher import eval_transform
+    from slade.stages.teacher import eval_transform
 
     cfg = tiny_glyph_config(tmp_path, epochs=3)
     cfg.train.visits_per_class = 4

@@ -1,4 +1,4 @@
 """`python -m slade ...` is the same as the `slade` console script."""
-from .cli import main
+from slade.cli.main import main
 
 raise SystemExit(main())

@@ -1,6 +1,5 @@
 """Offline data sets (glyph benchmark, Fashion-MNIST, readers for the paper's benchmarks), loaders and samplers."""
-from .imageset import ImageSet
-from .benchmark import build_benchmark
-from .roles import Benchmark
+from slade.data.imageset import ImageSet
+from slade.data.benchmark import Benchmark, build_benchmark
 
 __all__ = ["ImageSet", "Benchmark", "build_benchmark"]

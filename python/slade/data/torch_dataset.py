@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .imageset import ImageSet
+from slade.data.imageset import ImageSet
 
 # What Pillow raises for missing, truncated, undecodable or absurdly large files.
 UNREADABLE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)

@@ -1,4 +1,4 @@
 """Backbones (small CNN, EfficientNet-Lite0, local torchvision weights) and the embedding network."""
-from .embedding import EmbeddingNet, build_model
+from slade.models.embedding import EmbeddingNet, build_model
 
 __all__ = ["EmbeddingNet", "build_model"]

@@ -22,15 +22,15 @@ class EmbeddingNet(nn.Module):
 def build_backbone(cfg, in_channels: int, image_size: int) -> nn.Module:
     """cfg: config.ModelConfig."""
     if cfg.backbone == "small_cnn":
-        from .small_cnn import SmallCNN
+        from slade.models.small_cnn import SmallCNN
 
         return SmallCNN(in_channels=in_channels, width=cfg.width)
     if cfg.backbone == "efficientnet_lite0":
-        from .efficientnet import EfficientNetLite0
+        from slade.models.efficientnet import EfficientNetLite0
 
         return EfficientNetLite0(image_size=image_size, pretrained=cfg.pretrained)
     if cfg.backbone.startswith("torchvision:"):
-        from .torchvision_backbone import TorchvisionBackbone
+        from slade.models.torchvision_backbone import TorchvisionBackbone
 
         return TorchvisionBackbone(cfg.backbone.split(":", 1)[1], cfg.weights, image_size)
     raise ValueError(f"model.backbone must be 'small_cnn', 'efficientnet_lite0' or 'torchvision:<name>', "

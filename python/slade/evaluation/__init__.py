@@ -1,0 +1,1 @@
+"""Retrieval metrics, embedding, per-role evaluation, concatenated fold embeddings, retrieval grid, plots."""

@@ -1,0 +1,126 @@
+"""SLADE's ablation on the glyph benchmark (METHOD.md, "Reference figures"): teacher; student with plain pseudo-label
+pairs; + feature basis; + basis + confident-pair selection (literal, agree, agree with pseudo-label negatives).
+Per seed, the self-supervised init, the teacher and the pseudo labels are shared by the student variants
+(slade.selftrain's stages, resumable: rerun the same command to continue). Writes <out>/ablation.json and a markdown
+table (mean +- sample std over seeds).
+
+    python scripts/ablation.py --out runs/ablation --seeds 0 1 2 3 4 [--set student.epochs=8 ...] [--markdown FILE]
+    python scripts/ablation.py --out runs/ablation --seeds 0 --tag _blr --set student.basis_lr=0.02  # a probe
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import re
+import statistics
+import time
+from pathlib import Path
+
+from slade import config
+from slade.cli.config_args import apply_overrides
+from slade.data.benchmark import build_benchmark
+from slade.runtime.devices import resolve_device
+from slade.runtime.metrics_log import MetricsLog
+from slade.pipeline.selftrain import pseudo_stage, selfsup_stage, student_stage, teacher_stage
+from slade.pipeline.report import pair_summary
+
+# Small enough for five seeds x five students on two CPU cores; the students train as many epochs as the teacher.
+BASE = {
+    "data": {"name": "glyphs", "image_size": 24, "n_train_classes": 300, "n_test_classes": 300,
+             "n_novel_classes": 150},
+    "model": {"backbone": "small_cnn", "width": 16, "embedding_dim": 64},
+    "train": {"epochs": 10, "lr": 2e-3},
+    "eval": {"clustering": False, "grid_queries": 0},
+    "selfsup": {"epochs": 1, "batch_size": 128},
+    "pseudo": {"k": 300},
+    "student": {"epochs": 10, "warmup_steps": 30, "checkpoint_every": 0},
+}
+VARIANTS = {
+    "plain pseudo-label pairs": {"basis": False, "selection": "none"},
+    "+ basis": {"basis": True, "selection": "none"},
+    "+ basis + selection (literal)": {"basis": True, "selection": "literal"},
+    "+ basis + selection (agree)": {"basis": True, "selection": "agree"},
+    "+ basis + selection (agree, pseudo-label negatives)": {"basis": True, "selection": "agree",
+                                                           "selection_negatives": "pseudo"},
+}
+HEADLINE = (("map_at_r", "MAP@R"), ("r_precision", "RP"), ("precision_at_1", "P@1"))
+PAIR_COLUMNS = (("pairs_pos", ".0f"), ("pairs_neg", ".0f"), ("pos_precision", ".3f"), ("neg_precision", ".3f"))
+
+
+def run_seed(cfg: config.Config, out: Path, variants: dict, tag: str, progress: bool) -> dict:
+    device = resolve_device(cfg.train.device)
+    bench = build_benchmark(cfg.data)
+    init = selfsup_stage(cfg, bench, out / "init", device, resume=True, progress=progress)
+    teacher, teacher_state = teacher_stage(cfg, bench, init, out / "teacher", resume=True, progress=progress)
+    pseudo = pseudo_stage(cfg, bench, teacher_state, out / f"pseudo_k{cfg.pseudo.k}", device, resume=True,
+                          progress=progress)
+    result = {"teacher": teacher["test"], "pseudo": {k: v for k, v in pseudo.quality.items() if k != "sizes"},
+              "pairs": {}}
+    for name, switches in variants.items():
+        variant = copy.deepcopy(cfg)
+        for key, value in switches.items():
+            setattr(variant.student, key, value)
+        student_init = init if variant.student.init == "selfsup" else teacher_state
+        student_dir = out / (re.sub(r"[^\w-]+", "_", name).strip("_") + tag)
+        student, _ = student_stage(variant, bench, pseudo, student_init, student_dir, device, resume=True,
+                                   progress=progress)
+        result[name] = student["test"]
+        result["pairs"][name] = pair_summary(MetricsLog(student_dir / "steps.jsonl").read())
+    return result
+
+
+def table(per_seed: dict[int, dict], variants) -> str:
+    def mean_spread(values) -> str:
+        return f"{statistics.mean(values):.2f} +- {statistics.stdev(values) if len(values) > 1 else 0.0:.2f}"
+
+    rows = ["| model | " + " | ".join(label for _, label in HEADLINE) + " | MAP@R - teacher's (same seed) |",
+            "|---|" + "---|" * (len(HEADLINE) + 1)]
+    for name in ["teacher", *variants]:
+        cells = [mean_spread([100 * per_seed[s][name][key] for s in per_seed]) for key, _ in HEADLINE]
+        cells.append(mean_spread([100 * (per_seed[s][name]["map_at_r"] - per_seed[s]["teacher"]["map_at_r"])
+                                  for s in per_seed]))
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    rows += ["", "Unlabeled pairs per trained step and their precision against the hidden classes (means over steps, "
+             "then over seeds):", "", "| student | positives | negatives | precision of positives | "
+             "precision of negatives |", "|---|---|---|---|---|"]
+    for name in variants:
+        cells = []
+        for key, fmt in PAIR_COLUMNS:
+            values = [per_seed[s]["pairs"][name][key] for s in per_seed if key in per_seed[s]["pairs"][name]]
+            cells.append(format(statistics.mean(values), fmt) if values else "-")
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="runs/ablation")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    parser.add_argument("--tag", default="", help="suffix of the student directories and of ablation.json: "
+                        "student-only overrides then reuse the seeds' init, teacher and pseudo labels")
+    parser.add_argument("--markdown", help="also write the table to this file")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    variants = {name: VARIANTS[name] for name in args.variants}
+    per_seed, began = {}, time.time()
+    for seed in args.seeds:
+        cfg = apply_overrides(config.from_dict(config.Config, copy.deepcopy(BASE)), args.set, [])
+        cfg.train.seed = seed  # the data set stays the same (data.seed); training randomness changes
+        cfg.out_dir = str(out / f"seed{seed}")
+        config.save(cfg, out / f"seed{seed}{args.tag}.yaml")
+        per_seed[seed] = run_seed(cfg, Path(cfg.out_dir), variants, args.tag, not args.no_progress)
+        (out / f"ablation{args.tag}.json").write_text(json.dumps({"seeds": per_seed, "overrides": args.set,
+                                                       "seconds": round(time.time() - began, 1)}, indent=2))
+    text = table(per_seed, variants)
+    print(text)
+    if args.markdown:
+        Path(args.markdown).write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

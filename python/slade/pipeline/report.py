@@ -1,0 +1,99 @@
+"""The final report of a SLADE run: report.json (everything measured) and report.md (for people), plus the plots of
+selftrain_plots.py, written into the run directory."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from slade import config
+from slade.runtime.metrics_log import MetricsLog
+from slade.pipeline.report_plots import HEADLINE, plot_basis_stats, plot_comparison, plot_pseudo_quality, plot_selected_pairs
+
+PLOTS = {"compare.png": "teacher vs student", "pseudo_labels.png": "pseudo-label quality",
+         "basis_stats.png": "mu+ / mu- of the basis similarity", "selected_pairs.png": "selected pairs per step"}
+
+
+def _without(d: dict, *keys) -> dict:
+    return {k: v for k, v in d.items() if k not in keys}
+
+
+def _test_metrics(runs: list[dict], concatenated: dict | None) -> dict[str, dict]:
+    """Model name -> test metrics: the single model's, or the folds' concatenated embedding."""
+    if concatenated is not None:
+        return concatenated
+    run = runs[0]
+    return {"teacher": run["teacher"]["test"],
+            **{f"student_round{r['round']}": r["student"]["test"] for r in run["rounds"]}}
+
+
+def pair_summary(steps: list[dict]) -> dict:
+    """Means over the trained (post warm-up) student steps: unlabeled pairs per batch and their precision."""
+    trained = [s for s in steps if not s["warmup"]]
+    out = {}
+    for key in ("pairs_pos", "pairs_neg", "pos_precision", "neg_precision"):
+        values = [s[key] for s in trained if key in s]
+        if values:
+            out[key] = sum(values) / len(values)
+    return out
+
+
+def _markdown(report: dict) -> str:
+    cfg, test = report["config"], report["test"]
+    s = cfg["student"]
+    variant = "plain pseudo-label pairs" if not s["basis"] else f"feature basis, selection {s['selection']}"
+    if s["basis"] and s["selection"] != "none" and s.get("selection_negatives") == "pseudo":
+        variant += " with pseudo-label negatives"
+    lines = [f"# SLADE on {report['benchmark']}", "",
+             f"Student: {variant}; init from {s['init']}; {report['rounds']} round(s); "
+             f"{report['folds']} fold(s){' (concatenated test embeddings)' if report['folds'] > 1 else ''}; "
+             f"backbone {cfg['model']['backbone']}, {cfg['model']['embedding_dim']}-d; "
+             f"{report['seconds'] / 60:.1f} min in this invocation.", "",
+             "Sizes: " + ", ".join(f"{k} {v}" for k, v in report["sizes"].items()), "",
+             "## Test classes", "",
+             "| model | " + " | ".join(label for _, label in HEADLINE) + " | R@1 |",
+             "|---|" + "---|" * (len(HEADLINE) + 1)]
+    for name, m in test.items():
+        values = [f"{100 * m[key]:.2f}" for key, _ in HEADLINE] + [f"{100 * m.get('recall_at_1', float('nan')):.2f}"]
+        lines.append(f"| {name.replace('_', ' ')} | " + " | ".join(values) + " |")
+    lines += ["", "## Pseudo labels (fold 1)", "", "| round | k | images | purity | NMI | sizes min / median / max |",
+              "|---|---|---|---|---|---|"]
+    for r in report["runs"][0]["rounds"]:
+        q = r["pseudo"]
+        purity = f"{q['purity']:.3f}" if "purity" in q else "n/a"
+        nmi = f"{q['nmi']:.3f}" if "nmi" in q else "n/a"
+        lines.append(f"| {r['round']} | {q['k']} | {q['n']} | {purity} | {nmi} | "
+                     f"{q['size_min']} / {q['size_median']:g} / {q['size_max']} |")
+    lines += ["", "## Unlabeled pairs per student step (fold 1, after the W warm-up)", "",
+              "| round | positive | negative | precision of positives | precision of negatives |",
+              "|---|---|---|---|---|"]
+    for r in report["runs"][0]["rounds"]:
+        p = r["pairs"]
+        cells = [f"{p[k]:.1f}" if k in p else "all" for k in ("pairs_pos", "pairs_neg")]
+        cells += [f"{p[k]:.3f}" if k in p else "n/a" for k in ("pos_precision", "neg_precision")]
+        lines.append(f"| {r['round']} | " + " | ".join(cells) + " |")
+    lines += ["", "Purity, NMI and pair precision use the hidden true classes of the unlabeled images: logged, never "
+              "trained on.", "",
+              "## Plots", ""] + [f"![{title}]({name})" for name, title in PLOTS.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(out: Path, cfg: config.Config, bench, runs: list[dict], concatenated: dict | None,
+                 seconds: float) -> dict:
+    steps = [[MetricsLog(Path(r["dir"]) / "student" / "steps.jsonl").read() for r in run["rounds"]] for run in runs]
+    report = {
+        "benchmark": bench.name, "folds": len(runs), "rounds": len(runs[0]["rounds"]), "seconds": seconds,
+        "sizes": {name: len(images) for name, images in bench.sets().items()},
+        "test": _test_metrics(runs, concatenated),
+        "runs": [{"teacher": run["teacher"],
+                  "rounds": [{"round": r["round"], "pseudo": _without(r["pseudo"], "sizes"), "student": r["student"],
+                              "pairs": pair_summary(round_steps)} for r, round_steps in zip(run["rounds"], fold_steps)]}
+                 for run, fold_steps in zip(runs, steps)],
+        "config": config.to_dict(cfg),
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    (out / "report.md").write_text(_markdown(report), encoding="utf-8")
+    plot_comparison(report["test"], out / "compare.png")
+    plot_pseudo_quality([r["pseudo"] for r in runs[0]["rounds"]], out / "pseudo_labels.png")
+    plot_basis_stats(steps[0], out / "basis_stats.png")
+    plot_selected_pairs(steps[0], out / "selected_pairs.png")
+    return report

@@ -1,0 +1,1 @@
+"""Run context, run directory and stage paths, checkpoints, seeding, metrics logs: what every stage runs on."""

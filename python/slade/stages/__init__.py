@@ -1,0 +1,1 @@
+"""SLADE's stages: self-supervised init, teacher, pseudo labels, student (and its objective). Stages never import each other."""
