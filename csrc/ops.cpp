@@ -1,7 +1,10 @@
 // The one place where the `slade` op schemas live, plus (in Python builds) the pybind11 module that reports how
 // it was built. CMake builds for C++ users compile the same file without the pybind11 part.
-// Kernels are registered per device in csrc/common/*.cpp (drivers shared by CPU and CUDA, which differ only in
-// their tile epilogues: csrc/cpu/, csrc/cuda/).
+// Kernels are registered per device in csrc/common/<family>.cpp (drivers shared by CPU and CUDA, which differ only
+// in their tile epilogues: csrc/cpu/<family>_cpu.cpp, csrc/cuda/<family>_cuda.cu). Families: basis (similarity and
+// pair statistics), mining (the miners and confident-pair selection), losses (the fused losses).
+// Backward ops take output_mask (one flag per differentiable input, as ATen's backward ops): a gradient not asked
+// for is not computed and comes back as an empty [0] tensor.
 #include <torch/library.h>
 #include <torch/version.h>
 
@@ -11,14 +14,14 @@ TORCH_LIBRARY(slade, m) {
   // ---- basis similarity: s_ij = cos(W f_i, W g_j) ----
   m.def("basis_similarity(Tensor emb, Tensor basis, Tensor? ref_emb=None) -> Tensor");
   m.def(
-      "basis_similarity_backward(Tensor grad, Tensor emb, Tensor basis, Tensor? ref_emb=None) "
-      "-> (Tensor, Tensor, Tensor)");
+      "basis_similarity_backward(Tensor grad, Tensor emb, Tensor basis, Tensor? ref_emb=None, "
+      "bool[3] output_mask=[True, True, True]) -> (Tensor, Tensor, Tensor)");
   m.def(
       "basis_pair_stats(Tensor emb, Tensor basis, Tensor labels, Tensor? ref_emb=None, Tensor? ref_labels=None) "
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "basis_pair_stats_backward(Tensor grad_stats, Tensor emb, Tensor basis, Tensor labels, Tensor? ref_emb, "
-      "Tensor? ref_labels, Tensor stats) -> (Tensor, Tensor, Tensor)");
+      "Tensor? ref_labels, Tensor stats, bool[3] output_mask=[True, True, True]) -> (Tensor, Tensor, Tensor)");
   // ---- hard-pair mining (pytorch-metric-learning rules); ref_emb=None means "against itself, no self-pairs" ----
   m.def(
       "mine_multi_similarity(Tensor emb, Tensor labels, Tensor? ref_emb=None, Tensor? ref_labels=None, "
@@ -33,7 +36,7 @@ TORCH_LIBRARY(slade, m) {
       "mine_triplet_margin(Tensor emb, Tensor labels, Tensor? ref_emb=None, Tensor? ref_labels=None, "
       "float margin=0.2, str type_of_triplets=\"all\", int max_triplets_per_anchor=-1, str distance=\"cosine\") "
       "-> (Tensor, Tensor, Tensor)");
-  // ---- confident-pair selection (METHOD.md) ----
+  // ---- confident-pair selection (METHOD.md), driven by the mining family ----
   m.def(
       "select_confident_pairs(Tensor emb, Tensor basis, float t_pos, float t_neg, Tensor? pseudo_labels=None, "
       "str mode=\"literal\") -> (Tensor, Tensor, Tensor, Tensor)");
@@ -47,7 +50,7 @@ TORCH_LIBRARY(slade, m) {
   m.def(
       "multi_similarity_loss_rows_backward(Tensor grad_rows, Tensor rows, Tensor emb, Tensor? labels, "
       "Tensor? ref_emb, Tensor? ref_labels, Tensor? pos_ptr, Tensor? pos_cols, Tensor? neg_ptr, Tensor? neg_cols, "
-      "float alpha, float beta, float base, str distance) -> (Tensor, Tensor)");
+      "float alpha, float beta, float base, str distance, bool[2] output_mask=[True, True]) -> (Tensor, Tensor)");
   m.def(
       "contrastive_loss_rows(Tensor emb, Tensor? labels, Tensor? ref_emb, Tensor? ref_labels, "
       "Tensor? pos_ptr, Tensor? pos_cols, Tensor? neg_ptr, Tensor? neg_cols, float pos_margin=0, "
@@ -55,7 +58,7 @@ TORCH_LIBRARY(slade, m) {
   m.def(
       "contrastive_loss_rows_backward(Tensor grad_rows, Tensor rows, Tensor emb, Tensor? labels, "
       "Tensor? ref_emb, Tensor? ref_labels, Tensor? pos_ptr, Tensor? pos_cols, Tensor? neg_ptr, Tensor? neg_cols, "
-      "float pos_margin, float neg_margin, str distance) -> (Tensor, Tensor)");
+      "float pos_margin, float neg_margin, str distance, bool[2] output_mask=[True, True]) -> (Tensor, Tensor)");
 }
 
 #ifdef TORCH_EXTENSION_NAME  // built as the Python module slade_ext._C (setup.py or the JIT loader)

@@ -86,8 +86,34 @@ def _fake_rows(emb, *args):
     return emb.new_empty((emb.shape[0], 4), dtype=torch.float64)
 
 
-def _fake_backward(grad_rows, rows, emb, labels, ref_emb, *args):
-    return torch.empty_like(emb), emb.new_empty((0,)) if ref_emb is None else torch.empty_like(ref_emb)
+def _fake_grads(emb, ref_emb, output_mask):
+    """(grad_emb, grad_ref_emb); an empty [0] tensor where not asked for (or no ref_emb)."""
+    want_emb, want_ref = output_mask
+    none = emb.new_empty((0,))
+    return (
+        torch.empty_like(emb) if want_emb else none,
+        torch.empty_like(ref_emb) if ref_emb is not None and want_ref else none.clone(),
+    )
+
+
+def _fake_multi_similarity_backward(
+    grad_rows, rows, emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols, alpha, beta, base,
+    distance, output_mask=(True, True),
+):
+    return _fake_grads(emb, ref_emb, output_mask)
+
+
+def _fake_contrastive_backward(
+    grad_rows, rows, emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols, pos_margin, neg_margin,
+    distance, output_mask=(True, True),
+):
+    return _fake_grads(emb, ref_emb, output_mask)
+
+
+_FAKE_BACKWARD = {
+    "multi_similarity_loss_rows": _fake_multi_similarity_backward,
+    "contrastive_loss_rows": _fake_contrastive_backward,
+}
 
 
 def _setup(ctx, inputs, output):
@@ -97,18 +123,25 @@ def _setup(ctx, inputs, output):
 
 def _make_backward(backward_op):
     def backward(ctx, grad_rows):
+        # Honours ctx.needs_input_grad: the kernel computes only the gradients asked for, the others are None.
         *tensors, rows = ctx.saved_tensors
         ref_emb = tensors[2]
-        grad_emb, grad_ref = backward_op(grad_rows.contiguous(), rows, *tensors, *ctx.params)
+        needs = ctx.needs_input_grad
+        want_emb, want_ref = bool(needs[0]), len(needs) > 2 and bool(needs[2])
+        grad_emb, grad_ref = backward_op(grad_rows.contiguous(), rows, *tensors, *ctx.params, [want_emb, want_ref])
         n_params = len(ctx.params)
-        return (grad_emb, None, None if ref_emb is None else grad_ref) + (None,) * (_N_TENSORS - 3 + n_params)
+        return (
+            grad_emb if want_emb else None,
+            None,
+            grad_ref if ref_emb is not None and want_ref else None,
+        ) + (None,) * (_N_TENSORS - 3 + n_params)
 
     return backward
 
 
 for _name in ("multi_similarity_loss_rows", "contrastive_loss_rows"):
     torch.library.register_fake(f"slade::{_name}", _fake_rows)
-    torch.library.register_fake(f"slade::{_name}_backward", _fake_backward)
+    torch.library.register_fake(f"slade::{_name}_backward", _FAKE_BACKWARD[_name])
     torch.library.register_autograd(
         f"slade::{_name}", _make_backward(getattr(torch.ops.slade, f"{_name}_backward")), setup_context=_setup
     )

@@ -142,13 +142,20 @@ def _(emb, basis, ref_emb=None):
     return emb.new_empty((*emb.shape[:-1], ref.shape[-2]))
 
 
-@torch.library.register_fake("slade::basis_similarity_backward")
-def _(grad, emb, basis, ref_emb=None):
+def _fake_basis_grads(emb, basis, ref_emb, output_mask):
+    """(grad_emb, grad_basis, grad_ref_emb); an empty [0] tensor where not asked for (or no ref_emb)."""
+    none = emb.new_empty((0,))
+    want_emb, want_basis, want_ref = output_mask
     return (
-        torch.empty_like(emb),
-        torch.empty_like(basis),
-        emb.new_empty((0,)) if ref_emb is None else torch.empty_like(ref_emb),
+        torch.empty_like(emb) if want_emb else none,
+        torch.empty_like(basis) if want_basis else none.clone(),
+        torch.empty_like(ref_emb) if ref_emb is not None and want_ref else none.clone(),
     )
+
+
+@torch.library.register_fake("slade::basis_similarity_backward")
+def _(grad, emb, basis, ref_emb=None, output_mask=(True, True, True)):
+    return _fake_basis_grads(emb, basis, ref_emb, output_mask)
 
 
 @torch.library.register_fake("slade::basis_pair_stats")
@@ -159,12 +166,8 @@ def _(emb, basis, labels, ref_emb=None, ref_labels=None):
 
 
 @torch.library.register_fake("slade::basis_pair_stats_backward")
-def _(grad_stats, emb, basis, labels, ref_emb, ref_labels, stats):
-    return (
-        torch.empty_like(emb),
-        torch.empty_like(basis),
-        emb.new_empty((0,)) if ref_emb is None else torch.empty_like(ref_emb),
-    )
+def _(grad_stats, emb, basis, labels, ref_emb, ref_labels, stats, output_mask=(True, True, True)):
+    return _fake_basis_grads(emb, basis, ref_emb, output_mask)
 
 
 def _dynamic_indices(emb, count: int):
@@ -188,6 +191,17 @@ for _name in ("mine_batch_hard", "mine_triplet_margin"):
 
 
 # ---- autograd --------------------------------------------------------------------------------------------------
+# Each backward honours ctx.needs_input_grad: the kernels get an output_mask, compute only the gradients asked for,
+# and the others come back as None.
+
+
+def _wants(ctx, index: int) -> bool:
+    """Whether input `index` needs a gradient (an optional input left out of the call needs none)."""
+    return index < len(ctx.needs_input_grad) and bool(ctx.needs_input_grad[index])
+
+
+def _needed(ctx, grad, index: int):
+    return grad if _wants(ctx, index) else None
 
 
 def _similarity_setup(ctx, inputs, output):
@@ -197,8 +211,13 @@ def _similarity_setup(ctx, inputs, output):
 
 def _similarity_backward(ctx, grad):
     emb, basis, ref_emb = ctx.saved_tensors
-    grad_emb, grad_basis, grad_ref = torch.ops.slade.basis_similarity_backward(grad, emb, basis, ref_emb)
-    return grad_emb, grad_basis, (None if ref_emb is None else grad_ref)
+    mask = [_wants(ctx, i) for i in range(3)]
+    grad_emb, grad_basis, grad_ref = torch.ops.slade.basis_similarity_backward(grad, emb, basis, ref_emb, mask)
+    return (
+        _needed(ctx, grad_emb, 0),
+        _needed(ctx, grad_basis, 1),
+        None if ref_emb is None else _needed(ctx, grad_ref, 2),
+    )
 
 
 torch.library.register_autograd("slade::basis_similarity", _similarity_backward, setup_context=_similarity_setup)
@@ -217,10 +236,17 @@ def _stats_backward(ctx, g_mu_pos, g_var_pos, g_mu_neg, g_var_neg, _g_n_pos, _g_
     grad_stats = torch.stack(
         [torch.zeros((), dtype=torch.float64, device=stats.device) if g is None else g.to(torch.float64) for g in grads]
     )
+    mask = [_wants(ctx, i) for i in (0, 1, 3)]  # emb, basis, ref_emb (labels carry no gradient)
     grad_emb, grad_basis, grad_ref = torch.ops.slade.basis_pair_stats_backward(
-        grad_stats, emb, basis, labels, ref_emb, ref_labels, stats
+        grad_stats, emb, basis, labels, ref_emb, ref_labels, stats, mask
     )
-    return grad_emb, grad_basis, None, (None if ref_emb is None else grad_ref), None
+    return (
+        _needed(ctx, grad_emb, 0),
+        _needed(ctx, grad_basis, 1),
+        None,
+        None if ref_emb is None else _needed(ctx, grad_ref, 3),
+        None,
+    )
 
 
 torch.library.register_autograd("slade::basis_pair_stats", _stats_backward, setup_context=_stats_setup)

@@ -1,8 +1,12 @@
-// Drivers of basis similarity and pair statistics (forward and backward). The projection and normalisation are
-// ATen ops on either device; the pair statistics are accumulated tile by tile by the device epilogues.
+// Drivers of the basis family: basis similarity and pair statistics (forward and backward). The projection and
+// normalisation are ATen ops on either device; the pair statistics are accumulated tile by tile by the device
+// epilogues (csrc/cpu/basis_cpu.cpp, csrc/cuda/basis_cuda.cu). The backward ops take an output_mask (emb, basis,
+// ref_emb), as ATen's backward ops do: a gradient that is not asked for is not computed and comes back as an empty
+// [0] tensor.
 #include <torch/library.h>
 
 #include "slade/common.h"
+#include "slade/dispatch.h"
 #include "slade/drivers.h"
 
 namespace slade {
@@ -23,14 +27,34 @@ Projection project(const at::Tensor& x, const at::Tensor& basis) {
   return p;
 }
 
-// Back through rn = r / max(|r|, eps) and r = x W^T: returns (grad_x, grad_W) for grad_rn.
+// Back through rn = r / max(|r|, eps) and r = x W^T: returns (grad_x, grad_W) for grad_rn; each one only when
+// asked for (else undefined).
 std::pair<at::Tensor, at::Tensor> projection_backward(const at::Tensor& grad_rn, const Projection& p,
-                                                      const at::Tensor& basis) {
+                                                      const at::Tensor& basis, bool want_x, bool want_w) {
+  at::Tensor grad_x, grad_w;
+  if (!want_x && !want_w) return {grad_x, grad_w};
   auto grad_r = normalize_rows_backward(grad_rn, p.rn, p.norm);
-  auto w = basis.to(grad_r.scalar_type());
-  auto grad_x = at::matmul(grad_r, w);
-  auto grad_w = at::mm(grad_r.reshape({-1, grad_r.size(-1)}).t(), p.x.reshape({-1, p.x.size(-1)}));
+  if (want_x) grad_x = at::matmul(grad_r, basis.to(grad_r.scalar_type()));
+  if (want_w) grad_w = at::mm(grad_r.reshape({-1, grad_r.size(-1)}).t(), p.x.reshape({-1, p.x.size(-1)}));
   return {grad_x, grad_w};
+}
+
+// Which gradients a backward op computes: (emb, basis, ref_emb).
+using OutputMask = std::array<bool, 3>;
+
+// The backward ops' outputs: the gradients in their inputs' dtypes, an empty [0] tensor for one not asked for (or,
+// for ref_emb, absent). grad_w_ref is the reference side's share of the basis gradient (undefined when none).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> basis_grads(const at::Tensor& emb, const at::Tensor& basis,
+                                                           const Opt& ref_emb, const OutputMask& mask,
+                                                           const at::Tensor& grad_x, const at::Tensor& grad_w,
+                                                           const at::Tensor& grad_w_ref, const at::Tensor& grad_y) {
+  auto none = [&] { return emb.new_empty({0}); };
+  auto out_x = mask[0] ? grad_x.to(emb.scalar_type()) : none();
+  auto out_w = !mask[1] ? none()
+               : grad_w_ref.defined() ? (grad_w + grad_w_ref).to(basis.scalar_type())
+                                      : grad_w.to(basis.scalar_type());
+  auto out_y = ref_emb.has_value() && mask[2] ? grad_y.to(ref_emb->scalar_type()) : none();
+  return {out_x, out_w, out_y};
 }
 
 void check_similarity_inputs(const at::Tensor& emb, const at::Tensor& basis, const Opt& ref_emb) {
@@ -60,19 +84,27 @@ at::Tensor basis_similarity(const at::Tensor& emb, const at::Tensor& basis, cons
 std::tuple<at::Tensor, at::Tensor, at::Tensor> basis_similarity_backward(const at::Tensor& grad,
                                                                           const at::Tensor& emb,
                                                                           const at::Tensor& basis,
-                                                                          const Opt& ref_emb) {
+                                                                          const Opt& ref_emb,
+                                                                          std::array<bool, 3> output_mask) {
+  const OutputMask& mask = output_mask;
+  const bool want_p = mask[0] || mask[1];  // the query side feeds grad_emb and grad_basis
+  const bool want_q = ref_emb.has_value() && (mask[2] || mask[1]);
+  if (!want_p && !want_q) return basis_grads(emb, basis, ref_emb, mask, {}, {}, {}, {});
   auto p = project(emb, basis);
   auto g = grad.to(p.rn.scalar_type());
   if (!ref_emb.has_value()) {
-    auto grad_rn = at::matmul(g + g.transpose(-1, -2), p.rn);
-    auto [grad_x, grad_w] = projection_backward(grad_rn, p, basis);
-    return {grad_x.to(emb.scalar_type()), grad_w.to(basis.scalar_type()), emb.new_empty({0})};
+    at::Tensor grad_rn;
+    if (want_p) grad_rn = at::matmul(g + g.transpose(-1, -2), p.rn);
+    auto [grad_x, grad_w] = projection_backward(grad_rn, p, basis, mask[0], mask[1]);
+    return basis_grads(emb, basis, ref_emb, mask, grad_x, grad_w, at::Tensor(), at::Tensor());
   }
   auto q = project(*ref_emb, basis);
-  auto [grad_x, grad_w] = projection_backward(at::matmul(g, q.rn), p, basis);
-  auto [grad_y, grad_w_ref] = projection_backward(at::matmul(g.transpose(-1, -2), p.rn), q, basis);
-  return {grad_x.to(emb.scalar_type()), (grad_w + grad_w_ref).to(basis.scalar_type()),
-          grad_y.to(ref_emb->scalar_type())};
+  at::Tensor grad_rn, grad_qn;
+  if (want_p) grad_rn = at::matmul(g, q.rn);
+  if (want_q) grad_qn = at::matmul(g.transpose(-1, -2), p.rn);
+  auto [grad_x, grad_w] = projection_backward(grad_rn, p, basis, mask[0], mask[1]);
+  auto [grad_y, grad_w_ref] = projection_backward(grad_qn, q, basis, mask[2], mask[1]);
+  return basis_grads(emb, basis, ref_emb, mask, grad_x, grad_w, grad_w_ref, grad_y);
 }
 
 // Prepared inputs of the pair statistics: projections plus the validated labels.
@@ -102,7 +134,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   auto acc = at::zeros({6}, emb.options().dtype(at::kDouble));
   for_each_similarity_tile(s.pairs.rows, s.pairs.refs, tile_budget(s.pairs.rows),
                            [&](int64_t begin, const at::Tensor& sim) {
-                             pair_stats_tile(make_tile(s.pairs, begin, sim), acc);
+                             auto tile = make_tile(s.pairs, begin, sim);
+                             SLADE_TILE_DISPATCH(pair_stats_tile, tile, acc);
                            });
   auto out_dtype = s.p.rn.scalar_type();
   auto moments = [&](int64_t k) {
@@ -120,10 +153,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
 // grad_stats = [d mu_pos, d var_pos, d mu_neg, d var_neg]; stats = [mu_pos, var_pos, mu_neg, var_neg, n_pos, n_neg].
 std::tuple<at::Tensor, at::Tensor, at::Tensor> basis_pair_stats_backward(
     const at::Tensor& grad_stats, const at::Tensor& emb, const at::Tensor& basis, const at::Tensor& labels,
-    const Opt& ref_emb, const Opt& ref_labels, const at::Tensor& stats) {
+    const Opt& ref_emb, const Opt& ref_labels, const at::Tensor& stats, std::array<bool, 3> output_mask) {
   TORCH_CHECK_VALUE(grad_stats.numel() == 4, "grad_stats must hold 4 values");
   TORCH_CHECK_VALUE(stats.numel() == 6, "stats must hold 6 values");
+  const OutputMask& mask = output_mask;
   auto s = prepare_stats(emb, basis, labels, ref_emb, ref_labels);
+  // The query rows' gradient feeds grad_emb and grad_basis, the references' grad_ref_emb and grad_basis; against
+  // itself both are one tensor.
+  const bool want_p = mask[0] || mask[1];
+  const bool want_q = s.pairs.self ? want_p : (mask[2] || mask[1]);
+  if (!want_p && !want_q) return basis_grads(emb, basis, ref_emb, mask, {}, {}, {}, {});
   auto g = grad_stats.to(at::kDouble).cpu();
   auto st = stats.to(at::kDouble).cpu();
   // side 0 = positive pairs, 1 = negative pairs.
@@ -138,21 +177,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> basis_pair_stats_backward(
   auto [a_neg, b_neg] = coef_of(1);
   const std::array<double, 4> coef{a_pos, b_pos, a_neg, b_neg};
 
-  auto grad_rn = at::zeros_like(s.pairs.rows);
-  auto grad_qn = s.pairs.self ? grad_rn : at::zeros_like(s.pairs.refs);
+  at::Tensor grad_rn, grad_qn;
+  if (want_p) grad_rn = at::zeros_like(s.pairs.rows);
+  if (want_q) grad_qn = s.pairs.self ? grad_rn : at::zeros_like(s.pairs.refs);
   for_each_similarity_tile(s.pairs.rows, s.pairs.refs, tile_budget(s.pairs.rows),
                            [&](int64_t begin, const at::Tensor& sim) {
                              auto tile = make_tile(s.pairs, begin, sim);
-                             pair_weights_tile(tile, coef);  // sim now holds d(loss)/d(s) for this block
+                             // sim now holds d(loss)/d(s) for this block
+                             SLADE_TILE_DISPATCH(pair_weights_tile, tile, coef);
                              auto rows = s.pairs.rows.narrow(0, begin, sim.size(0));
-                             grad_rn.narrow(0, begin, sim.size(0)).add_(at::mm(tile.sim, s.pairs.refs));
-                             grad_qn.add_(at::mm(tile.sim.t(), rows));
+                             if (want_p) grad_rn.narrow(0, begin, sim.size(0)).add_(at::mm(tile.sim, s.pairs.refs));
+                             if (want_q) grad_qn.add_(at::mm(tile.sim.t(), rows));
                            });
-  auto [grad_x, grad_w] = projection_backward(grad_rn, s.p, basis);
-  if (s.pairs.self) return {grad_x.to(emb.scalar_type()), grad_w.to(basis.scalar_type()), emb.new_empty({0})};
-  auto [grad_y, grad_w_ref] = projection_backward(grad_qn, s.q, basis);
-  return {grad_x.to(emb.scalar_type()), (grad_w + grad_w_ref).to(basis.scalar_type()),
-          grad_y.to(ref_emb->scalar_type())};
+  if (s.pairs.self) {
+    auto [grad_x, grad_w] = projection_backward(grad_rn, s.p, basis, mask[0], mask[1]);
+    return basis_grads(emb, basis, ref_emb, mask, grad_x, grad_w, at::Tensor(), at::Tensor());
+  }
+  auto [grad_x, grad_w] = projection_backward(grad_rn, s.p, basis, mask[0], mask[1]);
+  auto [grad_y, grad_w_ref] = projection_backward(grad_qn, s.q, basis, mask[2], mask[1]);
+  return basis_grads(emb, basis, ref_emb, mask, grad_x, grad_w, grad_w_ref, grad_y);
 }
 
 }  // namespace

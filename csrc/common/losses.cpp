@@ -1,9 +1,12 @@
 // Drivers of the fused losses (loss_rules.h): per-row accumulators computed tile by tile, and a backward that
 // recomputes each tile, turns it into per-pair weights G and accumulates G @ refs and G^T @ rows. Neither direction
-// holds more than one tile of the N x M similarity matrix.
+// holds more than one tile of the N x M similarity matrix. Epilogues: csrc/cpu/losses_cpu.cpp,
+// csrc/cuda/losses_cuda.cu. The backward ops take an output_mask (emb, ref_emb), as ATen's backward ops do: a
+// gradient that is not asked for is not computed and comes back as an empty [0] tensor.
 #include <torch/library.h>
 
 #include "slade/common.h"
+#include "slade/dispatch.h"
 #include "slade/drivers.h"
 #include "slade/loss_tiles.h"
 
@@ -11,22 +14,6 @@ namespace slade {
 namespace {
 
 using Opt = c10::optional<at::Tensor>;
-
-void loss_rows_tile(const Tile& tile, const PairLists& lists, const LossRule& rule, at::Tensor& rows_out) {
-#ifdef WITH_CUDA
-  if (tile.sim.is_cuda()) return cuda::loss_rows_tile(tile, lists, rule, rows_out);
-#endif
-  TORCH_CHECK(tile.sim.is_cpu(), "slade_ext was built without CUDA kernels; got a ", tile.sim.device(), " tensor");
-  cpu::loss_rows_tile(tile, lists, rule, rows_out);
-}
-
-void loss_weights_tile(Tile& tile, const PairLists& lists, const LossRule& rule, const at::Tensor& state) {
-#ifdef WITH_CUDA
-  if (tile.sim.is_cuda()) return cuda::loss_weights_tile(tile, lists, rule, state);
-#endif
-  TORCH_CHECK(tile.sim.is_cpu(), "slade_ext was built without CUDA kernels; got a ", tile.sim.device(), " tensor");
-  cpu::loss_weights_tile(tile, lists, rule, state);
-}
 
 // Validated pair lists (CSR over the rows of emb, columns index the reference set), or undefined for all pairs.
 PairLists check_pair_lists(const Opt& pos_ptr, const Opt& pos_cols, const Opt& neg_ptr, const Opt& neg_cols,
@@ -81,7 +68,8 @@ at::Tensor loss_rows(const LossInputs& in, const LossRule& rule) {
   auto rows_out = at::zeros({in.pairs.rows.size(0), kLossRowState}, in.pairs.rows.options().dtype(at::kDouble));
   for_each_similarity_tile(in.pairs.rows, in.pairs.refs, tile_budget(in.pairs.rows),
                            [&](int64_t begin, const at::Tensor& sim) {
-                             loss_rows_tile(make_tile(in.pairs, begin, sim), in.lists, rule, rows_out);
+                             auto tile = make_tile(in.pairs, begin, sim);
+                             SLADE_TILE_DISPATCH(loss_rows_tile, tile, in.lists, rule, rows_out);
                            });
   return rows_out;
 }
@@ -94,7 +82,8 @@ at::Tensor normalize_backward(const at::Tensor& grad_xn, const at::Tensor& xn, c
 
 std::tuple<at::Tensor, at::Tensor> loss_rows_backward(const at::Tensor& grad_rows, const at::Tensor& rows,
                                                       const at::Tensor& emb, const Opt& ref_emb,
-                                                      const LossInputs& in, const LossRule& rule) {
+                                                      const LossInputs& in, const LossRule& rule,
+                                                      const std::array<bool, 2>& mask) {
   const int64_t n = in.pairs.rows.size(0);
   TORCH_CHECK_VALUE(grad_rows.dim() == 2 && grad_rows.size(0) == n && grad_rows.size(1) == kLossRowState,
                     "grad_rows must be [N, 4], got shape ", grad_rows.sizes());
@@ -104,18 +93,25 @@ std::tuple<at::Tensor, at::Tensor> loss_rows_backward(const at::Tensor& grad_row
   auto state = at::cat({grad_rows.narrow(1, 0, 2), rows.narrow(1, 0, 2)}, 1)
                    .to(in.pairs.rows.device(), at::kDouble)
                    .contiguous();
-  auto grad_rn = at::zeros_like(in.pairs.rows);
-  auto grad_qn = in.pairs.self ? grad_rn : at::zeros_like(in.pairs.refs);
+  // The rows' gradient feeds grad_emb, the references' grad_ref_emb; against itself both are one tensor.
+  const bool want_rows = mask[0];
+  const bool want_refs = in.pairs.self ? mask[0] : mask[1];
+  auto none = [&] { return emb.new_empty({0}); };
+  if (!want_rows && !want_refs) return {none(), none()};
+  at::Tensor grad_rn, grad_qn;
+  if (want_rows) grad_rn = at::zeros_like(in.pairs.rows);
+  if (want_refs) grad_qn = in.pairs.self ? grad_rn : at::zeros_like(in.pairs.refs);
   for_each_similarity_tile(in.pairs.rows, in.pairs.refs, tile_budget(in.pairs.rows),
                            [&](int64_t begin, const at::Tensor& sim) {
                              auto tile = make_tile(in.pairs, begin, sim);
-                             loss_weights_tile(tile, in.lists, rule, state);  // sim now holds d(loss)/d(s)
+                             // sim now holds d(loss)/d(s)
+                             SLADE_TILE_DISPATCH(loss_weights_tile, tile, in.lists, rule, state);
                              auto block = in.pairs.rows.narrow(0, begin, sim.size(0));
-                             grad_rn.narrow(0, begin, sim.size(0)).add_(at::mm(tile.sim, in.pairs.refs));
-                             grad_qn.add_(at::mm(tile.sim.t(), block));
+                             if (want_rows) grad_rn.narrow(0, begin, sim.size(0)).add_(at::mm(tile.sim, in.pairs.refs));
+                             if (want_refs) grad_qn.add_(at::mm(tile.sim.t(), block));
                            });
-  auto grad_emb = normalize_backward(grad_rn, in.pairs.rows, emb);
-  if (in.pairs.self) return {grad_emb, emb.new_empty({0})};
+  auto grad_emb = want_rows ? normalize_backward(grad_rn, in.pairs.rows, emb) : none();
+  if (in.pairs.self || !want_refs) return {grad_emb, none()};
   return {grad_emb, normalize_backward(grad_qn, in.pairs.refs, *ref_emb)};
 }
 
@@ -158,10 +154,11 @@ at::Tensor multi_similarity_loss_rows(const at::Tensor& emb, const Opt& labels, 
 std::tuple<at::Tensor, at::Tensor> multi_similarity_loss_rows_backward(
     const at::Tensor& grad_rows, const at::Tensor& rows, const at::Tensor& emb, const Opt& labels,
     const Opt& ref_emb, const Opt& ref_labels, const Opt& pos_ptr, const Opt& pos_cols, const Opt& neg_ptr,
-    const Opt& neg_cols, double alpha, double beta, double base, c10::string_view distance) {
+    const Opt& neg_cols, double alpha, double beta, double base, c10::string_view distance,
+    std::array<bool, 2> output_mask) {
   auto rule = ms_rule(alpha, beta, base, distance);
   auto in = prepare_loss_inputs(emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols);
-  return loss_rows_backward(grad_rows, rows, emb, ref_emb, in, rule);
+  return loss_rows_backward(grad_rows, rows, emb, ref_emb, in, rule, output_mask);
 }
 
 at::Tensor contrastive_loss_rows(const at::Tensor& emb, const Opt& labels, const Opt& ref_emb, const Opt& ref_labels,
@@ -174,10 +171,11 @@ at::Tensor contrastive_loss_rows(const at::Tensor& emb, const Opt& labels, const
 std::tuple<at::Tensor, at::Tensor> contrastive_loss_rows_backward(
     const at::Tensor& grad_rows, const at::Tensor& rows, const at::Tensor& emb, const Opt& labels,
     const Opt& ref_emb, const Opt& ref_labels, const Opt& pos_ptr, const Opt& pos_cols, const Opt& neg_ptr,
-    const Opt& neg_cols, double pos_margin, double neg_margin, c10::string_view distance) {
+    const Opt& neg_cols, double pos_margin, double neg_margin, c10::string_view distance,
+    std::array<bool, 2> output_mask) {
   auto rule = contrastive_rule(pos_margin, neg_margin, distance);
   auto in = prepare_loss_inputs(emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols);
-  return loss_rows_backward(grad_rows, rows, emb, ref_emb, in, rule);
+  return loss_rows_backward(grad_rows, rows, emb, ref_emb, in, rule, output_mask);
 }
 
 }  // namespace

@@ -1,57 +1,13 @@
-// Drivers of the mining ops (pytorch-metric-learning's rules) and their CPU/CUDA registration.
+// Drivers of the mining family: the hard-pair and triplet miners (pytorch-metric-learning's rules) and
+// confident-pair selection (METHOD.md), which is pair mining of the basis projections with the Confident rule.
+// Epilogues: csrc/cpu/mining_cpu.cpp, csrc/cuda/mining_cuda.cu.
 #include <torch/library.h>
 
 #include "slade/common.h"
+#include "slade/dispatch.h"
 #include "slade/drivers.h"
 
 namespace slade {
-
-PairInputs prepare_pair_inputs(const at::Tensor& emb, const c10::optional<at::Tensor>& labels,
-                               const c10::optional<at::Tensor>& ref_emb,
-                               const c10::optional<at::Tensor>& ref_labels, bool labels_required,
-                               const at::Tensor* basis, const char* labels_name) {
-  check_embeddings(emb, "emb");
-  const auto device = emb.device();
-  PairInputs in;
-  TORCH_CHECK_VALUE(!labels_required || labels.has_value(), labels_name, " are required");
-  if (labels.has_value()) {
-    check_labels(*labels, emb.size(0), device, labels_name);
-    in.labels = labels_int64(*labels);
-  }
-  TORCH_CHECK_VALUE(ref_emb.has_value() || !ref_labels.has_value(), "ref_labels was given without ref_emb");
-  if (basis != nullptr) check_basis(*basis, emb.size(1), device, "basis");
-  auto embed = [&](const at::Tensor& x) { return basis ? project_normalize(x, *basis) : normalize_rows(x); };
-  in.rows = embed(emb);
-  if (ref_emb.has_value()) {
-    check_embeddings(*ref_emb, "ref_emb");
-    check_same_device(*ref_emb, device, "ref_emb");
-    TORCH_CHECK_VALUE(ref_emb->size(1) == emb.size(1), "ref_emb has d = ", ref_emb->size(1),
-                      " but emb has d = ", emb.size(1));
-    TORCH_CHECK_VALUE(!labels_required || ref_labels.has_value(), "ref_labels are required with ref_emb");
-    if (ref_labels.has_value()) {
-      check_labels(*ref_labels, ref_emb->size(0), device, "ref_labels");
-      in.ref_labels = labels_int64(*ref_labels);
-    }
-    in.refs = embed(*ref_emb);
-    in.self = false;
-  } else {
-    in.refs = in.rows;
-    in.ref_labels = in.labels;
-    in.self = true;
-  }
-  return in;
-}
-
-Tile make_tile(const PairInputs& in, int64_t begin, const at::Tensor& sim) {
-  Tile tile;
-  tile.sim = sim;
-  tile.row_begin = begin;
-  if (in.labels.defined()) tile.row_labels = in.labels.narrow(0, begin, sim.size(0));
-  tile.ref_labels = in.ref_labels;
-  tile.exclude_self = in.self;
-  return tile;
-}
-
 namespace {
 
 using Opt = c10::optional<at::Tensor>;
@@ -74,7 +30,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> mine_multi_similarity
   rule.inverted = is_inverted(std::string(distance));
   rule.epsilon = epsilon;
   auto in = prepare_pair_inputs(emb, labels, ref_emb, ref_labels, /*labels_required=*/true);
-  return as_tuple(mine_all_tiles<4>(in, [&](const Tile& t) { return mine_pairs_tile(t, rule); }));
+  auto epilogue = [&](const Tile& t) { return SLADE_TILE_DISPATCH(mine_pairs_tile, t, rule); };
+  return as_tuple(mine_all_tiles<4>(in, epilogue));
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> mine_pair_margin(
@@ -88,7 +45,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> mine_pair_margin(
   rule.pos_margin = pos_margin;
   rule.neg_margin = neg_margin;
   auto in = prepare_pair_inputs(emb, labels, ref_emb, ref_labels, /*labels_required=*/true);
-  return as_tuple(mine_all_tiles<4>(in, [&](const Tile& t) { return mine_pairs_tile(t, rule); }));
+  auto epilogue = [&](const Tile& t) { return SLADE_TILE_DISPATCH(mine_pairs_tile, t, rule); };
+  return as_tuple(mine_all_tiles<4>(in, epilogue));
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> mine_batch_hard(const at::Tensor& emb, const at::Tensor& labels,
@@ -98,7 +56,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mine_batch_hard(const at::Tensor&
   auto in = prepare_pair_inputs(emb, labels, ref_emb, ref_labels, /*labels_required=*/true);
   // The L2 distance of unit vectors, sqrt(2 - 2 s), decreases with the cosine similarity s, so the hardest
   // positive / negative is the same pair under either distance: compare similarities and skip a sqrt per pair.
-  return as_tuple(mine_all_tiles<3>(in, [&](const Tile& t) { return mine_batch_hard_tile(t, /*inverted=*/true); }));
+  auto epilogue = [&](const Tile& t) { return SLADE_TILE_DISPATCH(mine_batch_hard_tile, t, /*inverted=*/true); };
+  return as_tuple(mine_all_tiles<3>(in, epilogue));
 }
 
 TripletType parse_triplet_type(const std::string& name) {
@@ -124,7 +83,37 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mine_triplet_margin(const at::Ten
   rule.margin = margin;
   rule.max_per_anchor = max_triplets_per_anchor;
   auto in = prepare_pair_inputs(emb, labels, ref_emb, ref_labels, /*labels_required=*/true);
-  return as_tuple(mine_all_tiles<3>(in, [&](const Tile& t) { return mine_triplets_tile(t, rule); }));
+  auto epilogue = [&](const Tile& t) { return SLADE_TILE_DISPATCH(mine_triplets_tile, t, rule); };
+  return as_tuple(mine_all_tiles<3>(in, epilogue));
+}
+
+// ---- confident-pair selection (METHOD.md): basis projection, similarity tiles and thresholds in one pass ------
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> select_confident_pairs(
+    const at::Tensor& emb, const at::Tensor& basis, double t_pos, double t_neg,
+    const c10::optional<at::Tensor>& pseudo_labels, c10::string_view mode) {
+  check_finite_scalar(t_pos, "t_pos");
+  check_finite_scalar(t_neg, "t_neg");
+  PairRule rule;
+  rule.kind = PairRuleKind::Confident;
+  rule.t_pos = t_pos;
+  rule.t_neg = t_neg;
+  if (mode == "agree") {
+    rule.agree = true;
+    TORCH_CHECK_VALUE(pseudo_labels.has_value(), "mode=\"agree\" needs pseudo_labels");
+  } else {
+    TORCH_CHECK_VALUE(mode == "literal", "mode must be \"literal\" or \"agree\", got \"", std::string(mode), "\"");
+  }
+  auto in = prepare_pair_inputs(emb, pseudo_labels, c10::nullopt, c10::nullopt, /*labels_required=*/false, &basis,
+                                "pseudo_labels");
+  // While mu+ <= mu- the two threshold sets overlap: METHOD.md selects nothing then.
+  if (t_pos <= t_neg) {
+    return {in.rows.new_empty({0}, at::kLong), in.rows.new_empty({0}, at::kLong), in.rows.new_empty({0}, at::kLong),
+            in.rows.new_empty({0}, at::kLong)};
+  }
+  auto epilogue = [&](const Tile& t) { return SLADE_TILE_DISPATCH(mine_pairs_tile, t, rule); };
+  auto out = mine_all_tiles<4>(in, epilogue);
+  return {out[0], out[1], out[2], out[3]};
 }
 
 }  // namespace
@@ -134,6 +123,7 @@ TORCH_LIBRARY_IMPL(slade, CPU, m) {
   m.impl("mine_pair_margin", &mine_pair_margin);
   m.impl("mine_batch_hard", &mine_batch_hard);
   m.impl("mine_triplet_margin", &mine_triplet_margin);
+  m.impl("select_confident_pairs", &select_confident_pairs);
 }
 
 #ifdef WITH_CUDA
@@ -142,6 +132,7 @@ TORCH_LIBRARY_IMPL(slade, CUDA, m) {
   m.impl("mine_pair_margin", &mine_pair_margin);
   m.impl("mine_batch_hard", &mine_batch_hard);
   m.impl("mine_triplet_margin", &mine_triplet_margin);
+  m.impl("select_confident_pairs", &select_confident_pairs);
 }
 #endif
 

@@ -1,5 +1,6 @@
 // Tile epilogues of the fused losses (loss_rules.h), one copy per device: slade::cpu:: (csrc/cpu/losses_cpu.cpp)
-// and slade::cuda:: (csrc/cuda/losses_cuda.cu). Drivers: csrc/common/losses.cpp.
+// and slade::cuda:: (csrc/cuda/losses_cuda.cu), reached through SLADE_TILE_DISPATCH (dispatch.h). Drivers:
+// csrc/common/losses.cpp.
 //
 // Which pairs a row sees comes either from the labels (all pairs: positive = same label and not (i, i) of a
 // self-comparison, negative = different label, as PML's get_all_pairs_indices) or from explicit pair lists in CSR

@@ -1,9 +1,11 @@
 // The device-specific half of every fused op: an epilogue that consumes one similarity tile.
 //
-// Drivers (csrc/common/*.cpp) validate, normalise, and walk the query rows in blocks; for each block they compute
-// tile = rows_block @ refs^T with ATen's GEMM (cuBLAS / MKL / OpenBLAS) and hand it to an epilogue below. Each
-// epilogue exists twice with the same contract: slade::cpu:: (csrc/cpu/) and slade::cuda:: (csrc/cuda/, only when
-// WITH_CUDA). Nothing ever holds more than one tile, so memory stays O(tile + output) instead of O(N * M).
+// Drivers (csrc/common/<family>.cpp) validate, normalise, and walk the query rows in blocks; for each block they
+// compute tile = rows_block @ refs^T with ATen's GEMM (cuBLAS / MKL / OpenBLAS) and hand it to an epilogue below
+// through SLADE_TILE_DISPATCH (dispatch.h). Each epilogue exists twice with the same contract: slade::cpu::
+// (csrc/cpu/<family>_cpu.cpp) and slade::cuda:: (csrc/cuda/<family>_cuda.cu, only when WITH_CUDA). The basis family
+// owns pair_stats_tile and pair_weights_tile; the mining family owns the rest (selection is pair mining with the
+// Confident rule). Nothing ever holds more than one tile, so memory stays O(tile + output) instead of O(N * M).
 //
 // Index order is part of the contract (CPU and CUDA must agree): pairs come row-major (anchor ascending, then
 // reference ascending); triplets lexicographic in (anchor, positive, negative); every index is int64.
@@ -86,12 +88,5 @@ std::array<at::Tensor, 3> mine_batch_hard_tile(const Tile& tile, bool inverted);
 std::array<at::Tensor, 3> mine_triplets_tile(const Tile& tile, const TripletRule& rule);
 }  // namespace cuda
 #endif
-
-// Device dispatch used by the drivers: the CUDA epilogue for CUDA tiles, else the CPU one.
-void pair_stats_tile(const Tile& tile, at::Tensor& acc);
-void pair_weights_tile(Tile& tile, const std::array<double, 4>& coef);
-std::array<at::Tensor, 4> mine_pairs_tile(const Tile& tile, const PairRule& rule);
-std::array<at::Tensor, 3> mine_batch_hard_tile(const Tile& tile, bool inverted);
-std::array<at::Tensor, 3> mine_triplets_tile(const Tile& tile, const TripletRule& rule);
 
 }  // namespace slade

@@ -1,5 +1,6 @@
-// CUDA epilogues that emit triplets: batch-hard (one per anchor) and triplet-margin (all qualifying, capped).
-// Same contract as csrc/cpu/triplets_cpu.cpp (the spec); the per-triplet rules are the shared ones of slade/rules.h.
+// CUDA epilogues of the mining family (csrc/common/mining.cpp): pair mining and confident-pair selection, batch-hard
+// triplets (one per anchor) and triplet-margin triplets (all qualifying, capped). Same contract as
+// csrc/cpu/mining_cpu.cpp (the spec); the per-pair and per-triplet rules are the shared ones of slade/rules.h.
 #include <ATen/Dispatch.h>
 
 #include "epilogue_utils.cuh"
@@ -15,9 +16,101 @@ using detail::check_tile;
 using detail::grid_for;
 using detail::kThreads;
 using detail::OrderedCompaction;
+using detail::Plus;
 using detail::row_offsets;
 using detail::tile_view;
 using detail::TileView;
+
+// ---- pair mining / selection ----------------------------------------------------------------------------------
+
+struct PairCounts {
+  int64_t pos, neg;
+  __device__ PairCounts operator+(const PairCounts& o) const { return {pos + o.pos, neg + o.neg}; }
+};
+
+struct MergeExtrema {
+  template <typename E>
+  __device__ E operator()(E a, const E& b) const {
+    a.merge(b);
+    return a;
+  }
+};
+
+// One block per row (grid-strided). Counts the row's selected positives and negatives into counts[0][i + 1] and
+// counts[1][i + 1]; for rules that need them, first reduces the row's extrema and keeps them in extrema[i] for the
+// write pass.
+template <typename T>
+__global__ void count_pairs_kernel(TileView<T> t, PairRule rule, RowExtrema<T>* extrema, int64_t* counts) {
+  __shared__ typename cub::BlockReduce<RowExtrema<T>, kThreads>::TempStorage extrema_temp;
+  __shared__ RowExtrema<T> row_extrema;
+  __shared__ typename BlockSum<PairCounts>::Storage sum_storage;
+  for (int64_t i = blockIdx.x; i < t.rows; i += gridDim.x) {
+    const T* row = t.row(i);
+    const int64_t li = t.lab.row(i);
+    auto e = RowExtrema<T>::empty();
+    if (rule_needs_extrema(rule)) {
+      for (int64_t j = threadIdx.x; j < t.cols; j += kThreads) {
+        const int64_t lj = t.lab.ref(j);
+        e.add(closeness_value(row[j], rule.inverted), is_pos_candidate(li, lj, t.self_pair(i, j)),
+              is_neg_candidate(li, lj));
+      }
+      e = cub::BlockReduce<RowExtrema<T>, kThreads>(extrema_temp).Reduce(e, MergeExtrema{});
+      if (threadIdx.x == 0) {
+        row_extrema = e;
+        extrema[i] = e;
+      }
+      __syncthreads();
+      e = row_extrema;  // rewritten only in the next row, after BlockSum's barriers
+    }
+    PairCounts c{0, 0};
+    for (int64_t j = threadIdx.x; j < t.cols; j += kThreads) {
+      bool pos, neg;
+      select_pair(rule, closeness_value(row[j], rule.inverted), li, t.lab.ref(j), t.self_pair(i, j), e, pos, neg);
+      c.pos += pos;
+      c.neg += neg;
+    }
+    c = BlockSum<PairCounts>{sum_storage}(c);
+    if (threadIdx.x == 0) {
+      counts[i + 1] = c.pos;
+      counts[t.rows + 1 + i + 1] = c.neg;
+    }
+  }
+}
+
+// One block per row (grid-strided): walks the row in rounds of kThreads references and writes each round's selected
+// pairs at the row's offsets in ascending reference order (ordered block scan), stopping once the row is complete.
+template <typename T>
+__global__ void write_pairs_kernel(TileView<T> t, PairRule rule, const RowExtrema<T>* extrema, const int64_t* offsets,
+                                   int64_t* a1, int64_t* p, int64_t* a2, int64_t* n) {
+  __shared__ typename OrderedCompaction<PairCounts>::Scan::TempStorage scan_temp;
+  const int64_t* pos_offsets = offsets;
+  const int64_t* neg_offsets = offsets + t.rows + 1;
+  for (int64_t i = blockIdx.x; i < t.rows; i += gridDim.x) {
+    const T* row = t.row(i);
+    const int64_t gi = t.row_begin + i, li = t.lab.row(i);
+    const auto e = extrema ? extrema[i] : RowExtrema<T>::empty();
+    PairCounts w{pos_offsets[i], neg_offsets[i]};
+    const PairCounts end{pos_offsets[i + 1], neg_offsets[i + 1]};
+    for (int64_t j0 = 0; j0 < t.cols && (w.pos < end.pos || w.neg < end.neg); j0 += kThreads) {
+      const int64_t j = j0 + threadIdx.x;
+      bool pos = false, neg = false;
+      if (j < t.cols) {
+        select_pair(rule, closeness_value(row[j], rule.inverted), li, t.lab.ref(j), t.self_pair(i, j), e, pos, neg);
+      }
+      PairCounts total;
+      const PairCounts r = OrderedCompaction<PairCounts>{scan_temp}.rank(PairCounts{pos, neg}, total);
+      if (pos) {
+        a1[w.pos + r.pos] = gi;
+        p[w.pos + r.pos] = j;
+      }
+      if (neg) {
+        a2[w.neg + r.neg] = gi;
+        n[w.neg + r.neg] = j;
+      }
+      w = w + total;
+    }
+  }
+}
 
 void check_labels_given(const Tile& tile, const char* op) {
   TORCH_CHECK(tile.row_labels.defined() && tile.ref_labels.defined(), op, ": labels are required");
@@ -188,6 +281,44 @@ __global__ void write_triplets_kernel(TileView<T> t, TripletRule rule, const int
 }
 
 }  // namespace
+
+std::array<at::Tensor, 4> mine_pairs_tile(const Tile& tile, const PairRule& rule) {
+  check_tile(tile);
+  const at::cuda::CUDAGuard guard(tile.sim.device());
+  const int64_t b = tile.sim.size(0);
+  const auto long_opts = tile.sim.options().dtype(at::kLong);
+  std::array<at::Tensor, 4> out;
+  if (tile.sim.numel() == 0) {
+    for (auto& o : out) o = at::empty({0}, long_opts);
+    return out;
+  }
+  auto stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(tile.sim.scalar_type(), "mine_pairs_tile_cuda", [&] {
+    using Extrema = RowExtrema<scalar_t>;
+    const auto view = tile_view<scalar_t>(tile);
+    // Pass 1: per-row counts (and extrema). Then offsets, the one sync, the allocation. Pass 2: ordered writes.
+    at::Tensor extrema_buf;
+    Extrema* extrema = nullptr;
+    if (rule_needs_extrema(rule)) {
+      extrema_buf = at::empty({b * int64_t(sizeof(Extrema))}, tile.sim.options().dtype(at::kByte));
+      extrema = reinterpret_cast<Extrema*>(extrema_buf.data_ptr());
+    }
+    auto counts = at::zeros({2, b + 1}, long_opts);
+    count_pairs_kernel<scalar_t><<<grid_for(b), kThreads, 0, stream>>>(view, rule, extrema, counts.data_ptr<int64_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    const auto [offsets, totals] = row_offsets(counts);
+    for (int k = 0; k < 2; ++k) {
+      out[2 * k] = at::empty({totals[k]}, long_opts);
+      out[2 * k + 1] = at::empty({totals[k]}, long_opts);
+    }
+    if (totals[0] + totals[1] == 0) return;
+    write_pairs_kernel<scalar_t><<<grid_for(b), kThreads, 0, stream>>>(
+        view, rule, extrema, offsets.data_ptr<int64_t>(), out[0].data_ptr<int64_t>(), out[1].data_ptr<int64_t>(),
+        out[2].data_ptr<int64_t>(), out[3].data_ptr<int64_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return out;
+}
 
 std::array<at::Tensor, 3> mine_batch_hard_tile(const Tile& tile, bool inverted) {
   check_tile(tile);
