@@ -33,8 +33,10 @@ def extension():
 
 
 setup(
-    packages=find_packages(include=["slade_ext", "slade_ext.*"]) + find_packages("python"),
-    package_dir={"slade_ext": "slade_ext", "": "python"},
+    # slade.presets: the YAML presets of configs/ (slade.config.preset("glyphs_cpu")), shipped from that one folder.
+    packages=find_packages(include=["slade_ext", "slade_ext.*"]) + find_packages("python") + ["slade.presets"],
+    package_dir={"slade_ext": "slade_ext", "": "python", "slade.presets": "configs"},
+    package_data={"slade.presets": ["*.yaml"]},
     ext_modules=[extension()],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
 )
