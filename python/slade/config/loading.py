@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 import types
 import typing
 import warnings
@@ -260,7 +259,3 @@ def override(cfg, dotted: str, raw: str):
         value = raw  # a path or name that merely looks like a number or a boolean stays as typed
     setattr(target, leaf, coerce(value, hint, dotted))
     return cfg
-
-
-def is_finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
