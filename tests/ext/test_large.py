@@ -1,10 +1,10 @@
-"""N * M > 2^31: index arithmetic stays 64-bit. Checked against the reference, row block by row block."""
+"""Large inputs. N * M > 2^31: index arithmetic stays 64-bit, checked against the reference row block by row block
+(slow). N = M = 65,536 on CUDA: the fused ops' peak memory stays tile-sized."""
 import pytest
 import torch
 
+from helpers.cuda_cases import cuda_only, skip_inexact_on_cuda
 from slade_ext import ops, reference
-
-pytestmark = pytest.mark.slow
 
 N = 48_000  # N * N = 2.30e9 > 2^31 - 1
 CHUNK = 1_000
@@ -34,7 +34,9 @@ def assert_equal_by_row_blocks(got, reference_rows, n):
             assert torch.equal(g, w), (begin, end)
 
 
-def test_cross_batch_mining_beyond_int32():
+@pytest.mark.slow
+def test_cross_batch_mining_beyond_int32(device):
+    skip_inexact_on_cuda(device)
     emb, ref = points(N, 1), points(N, 2)
     g = torch.Generator().manual_seed(3)
     lab, ref_lab = torch.randint(0, 100, (N,), generator=g), torch.randint(0, 100, (N,), generator=g)
@@ -63,7 +65,9 @@ def test_cross_batch_mining_beyond_int32():
     assert_equal_by_row_blocks(pairs[2:], lambda b, e: margin_rows(b, e)[2:], N)
 
 
-def test_selection_beyond_int32():
+@pytest.mark.slow
+def test_selection_beyond_int32(device):
+    skip_inexact_on_cuda(device)
     emb = points(N, 4)
     basis = torch.eye(2)
     t_pos, t_neg = 0.99999, -0.99999
@@ -83,3 +87,33 @@ def test_selection_beyond_int32():
     # The reference check above must agree with the fused op's own reference on a small slice too.
     small = reference.select_confident_pairs(emb[:500], basis, t_pos, t_neg)
     assert [t.numel() for t in small] == [t.numel() for t in ops.select_confident_pairs(emb[:500], basis, t_pos, t_neg)]
+
+
+def test_fused_ops_memory_stays_tile_sized(device):
+    cuda_only(device, "CUDA-only check: peak device memory of the CUDA kernels (torch.cuda memory statistics)")
+    # N = M = 65536: a dense float32 similarity matrix would take 16 GiB; the fused ops hold one 256 MiB tile (plus,
+    # for triplets, the tile's compacted negatives) and their output.
+    n, d = 65_536, 64
+    g = torch.Generator(device=device).manual_seed(0)
+    emb = torch.randn(n, d, device=device, generator=g)
+    lab = torch.randint(0, 100, (n,), device=device, generator=g)
+    basis = torch.randn(32, d, device=device, generator=g)
+    dense_bytes = n * n * 4
+    runs = {
+        "batch_hard": lambda: ops.mine_batch_hard(emb, lab),
+        # Similarities of random 64-d vectors have std 1/8: these margins select a few hundred thousand pairs.
+        "pair_margin": lambda: ops.mine_pair_margin(emb, lab, pos_margin=-0.5, neg_margin=0.5),
+        "triplet_margin": lambda: ops.mine_triplet_margin(emb, lab, max_triplets_per_anchor=2),
+        "pair_stats": lambda: ops.basis_pair_stats(emb, basis, lab),
+        "confident_pairs": lambda: ops.select_confident_pairs(emb, basis, 0.6, -0.6),
+    }
+    for name, run in runs.items():
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        out = run()
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() - base
+        assert peak < dense_bytes / 8, f"{name}: peak {peak / 2**30:.2f} GiB"
+        del out
+    assert torch.equal(ops.mine_batch_hard(emb, lab)[0], torch.arange(n, device=device))  # every anchor has both

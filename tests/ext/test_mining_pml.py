@@ -1,17 +1,21 @@
-"""slade_ext.miners against their pytorch-metric-learning twins: same pairs (as sets), same self-pair rule, the PML
-fallback, input errors, and ConfidentPairMiner against the reference selection."""
+"""Parity of the mining family with pytorch-metric-learning, the one place it is tested: the mining ops and the
+slade_ext.miners modules select the same pairs/triplets as PML's miners (compared as sets), follow PML's self-pair
+rule, upcast half inputs, and fall back to PML (with one warning) for options they do not implement.
+
+PML computes on continuous float32 inputs in its own way, which can round a similarity differently on CUDA, so the
+device-parametrized checks run on the CPU; the CUDA kernels meet the CPU kernels in test_mining.py.
+"""
 from __future__ import annotations
 
-import subprocess
-import sys
 import warnings
 
 import pytest
 import torch
 
-from slade_ext import miners, reference
+from helpers.cuda_cases import skip_inexact_on_cuda
+from helpers.op_cases import embeddings, labels
+from slade_ext import miners, ops
 from slade_ext._compat import FallbackWarning
-from slade_ext.basis import FeatureBasis
 
 pml_miners = pytest.importorskip("pytorch_metric_learning.miners")
 pml_distances = pytest.importorskip("pytorch_metric_learning.distances")
@@ -23,6 +27,75 @@ def make_inputs(n, n_classes, d=16, seed=0, ties=False, dtype=torch.float32):
     if ties:  # every row duplicated: exactly tied similarities
         emb = torch.cat([emb[: (n + 1) // 2]] * 2)[:n].contiguous()
     return emb.to(dtype), torch.randint(0, n_classes, (n,), generator=g)
+
+
+# ---- the ops ---------------------------------------------------------------------------------------------------
+
+OP_DISTANCES = {"cosine": pml_distances.CosineSimilarity, "l2": pml_distances.LpDistance}
+
+
+def as_set(indices):
+    return set(zip(*[t.tolist() for t in indices]))
+
+
+def pair_sets(out):
+    return as_set(out[:2]), as_set(out[2:])
+
+
+def op_pml_cases():
+    # (n, m or None, classes): self-comparison and cross-batch with a larger reference set.
+    return [(64, None, 8), (128, None, 40), (32, 256, 8), (100, None, 2)]
+
+
+def op_pml_inputs(device, n, m, classes):
+    emb, lab = embeddings(n, 32), labels(n, classes)
+    ref, ref_lab = (None, None) if m is None else (embeddings(m, 32, seed=5), labels(m, classes, seed=5))
+    return emb, lab, ref, ref_lab
+
+
+@pytest.mark.parametrize("n,m,classes", op_pml_cases())
+@pytest.mark.parametrize("distance", ["cosine", "l2"])
+def test_op_multi_similarity_matches_pml(device, n, m, classes, distance):
+    skip_inexact_on_cuda(device)
+    emb, lab, ref, ref_lab = op_pml_inputs(device, n, m, classes)
+    theirs = pml_miners.MultiSimilarityMiner(epsilon=0.1, distance=OP_DISTANCES[distance]())(emb, lab, ref, ref_lab)
+    ours = ops.mine_multi_similarity(emb, lab, ref, ref_lab, epsilon=0.1, distance=distance)
+    assert pair_sets(ours) == pair_sets(theirs)
+
+
+@pytest.mark.parametrize("n,m,classes", op_pml_cases())
+@pytest.mark.parametrize("distance", ["cosine", "l2"])
+def test_op_pair_margin_matches_pml(device, n, m, classes, distance):
+    skip_inexact_on_cuda(device)
+    emb, lab, ref, ref_lab = op_pml_inputs(device, n, m, classes)
+    margins = (0.2, 0.1) if distance == "cosine" else (1.2, 1.4)
+    theirs = pml_miners.PairMarginMiner(*margins, distance=OP_DISTANCES[distance]())(emb, lab, ref, ref_lab)
+    ours = ops.mine_pair_margin(emb, lab, ref, ref_lab, *margins, distance=distance)
+    assert pair_sets(ours) == pair_sets(theirs)
+
+
+@pytest.mark.parametrize("n,m,classes", op_pml_cases())
+@pytest.mark.parametrize("distance", ["cosine", "l2"])
+def test_op_batch_hard_matches_pml(device, n, m, classes, distance):
+    skip_inexact_on_cuda(device)
+    emb, lab, ref, ref_lab = op_pml_inputs(device, n, m, classes)
+    theirs = pml_miners.BatchHardMiner(distance=OP_DISTANCES[distance]())(emb, lab, ref, ref_lab)
+    ours = ops.mine_batch_hard(emb, lab, ref, ref_lab, distance=distance)
+    assert as_set(ours) == as_set(theirs)
+
+
+@pytest.mark.parametrize("type_of_triplets", ["all", "hard", "semihard", "easy"])
+@pytest.mark.parametrize("distance", ["cosine", "l2"])
+def test_op_triplet_margin_matches_pml(device, type_of_triplets, distance):
+    skip_inexact_on_cuda(device)
+    emb, lab = embeddings(48, 32), labels(48, 6)
+    distance_fn = OP_DISTANCES[distance]()
+    miner = pml_miners.TripletMarginMiner(margin=0.2, type_of_triplets=type_of_triplets, distance=distance_fn)
+    ours = ops.mine_triplet_margin(emb, lab, margin=0.2, type_of_triplets=type_of_triplets, distance=distance)
+    assert as_set(ours) == as_set(miner(emb, lab))
+
+
+# ---- the miners -------------------------------------------------------------------------------------------------
 
 
 def as_sets(out):
@@ -79,7 +152,8 @@ def run_both(name, kwargs, distance, emb, labels, ref_emb=None, ref_labels=None)
 @pytest.mark.parametrize("distance", list(DISTANCES))
 @pytest.mark.parametrize("name,kwargs", MINER_ARGS)
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_miner_equals_pml(case, name, kwargs, distance):
+def test_miner_equals_pml(device, case, name, kwargs, distance):
+    skip_inexact_on_cuda(device)
     _, n, n_classes, ties, m = case
     emb, labels = make_inputs(n, n_classes, ties=ties)
     ref_emb = ref_labels = None
@@ -90,8 +164,9 @@ def test_miner_equals_pml(case, name, kwargs, distance):
 
 
 @pytest.mark.parametrize("name,kwargs", MINER_ARGS[::2])
-def test_self_pair_rule_is_identity(name, kwargs):
+def test_miner_self_pair_rule_is_identity(device, name, kwargs):
     """ref_emb that IS embeddings excludes (i, i) like ref_emb=None; an equal copy includes it, as in PML."""
+    skip_inexact_on_cuda(device)
     emb, labels = make_inputs(50, 5)
     same = run_both(name, kwargs, "default", emb, labels, emb, labels)
     copy = run_both(name, kwargs, "default", emb, labels, emb.clone(), labels.clone())
@@ -99,19 +174,20 @@ def test_self_pair_rule_is_identity(name, kwargs):
     assert_same_output(*copy)
 
 
-def test_self_pairs_only_against_a_copy():
+def test_miner_self_pairs_only_against_a_copy(device):
     """Every positive is selected (pos_margin < 0), so (i, i) shows up exactly when the references are a copy."""
-    emb, labels = make_inputs(30, 3)
+    emb, labels = (t.to(device) for t in make_inputs(30, 3))
     miner = miners.PairMarginMiner(pos_margin=-1.0)
-    self_pairs = lambda out: {(a, p) for a, p in zip(out[0].tolist(), out[1].tolist()) if a == p}
+    self_pairs = lambda out: {(a, p) for a, p in zip(out[0].tolist(), out[1].tolist()) if a == p}  # noqa: E731
     assert self_pairs(miner(emb, labels, emb, labels)) == set()
     assert self_pairs(miner(emb, labels, emb.clone(), labels.clone())) == {(i, i) for i in range(30)}
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("name,kwargs", MINER_ARGS[:5])
-def test_half_inputs_are_mined_in_float32(name, kwargs, dtype):
+def test_miner_half_inputs_are_mined_in_float32(device, name, kwargs, dtype):
     """Half embeddings (e.g. from an autocast forward) are upcast: the pairs equal PML's on the float32 values."""
+    skip_inexact_on_cuda(device)
     emb, labels = make_inputs(80, 6)
     with torch.autocast("cpu", dtype=dtype):
         half = torch.nn.functional.linear(emb, torch.eye(16))
@@ -147,79 +223,3 @@ def test_other_pml_options_fall_back(make):
         miner = make()
     emb, labels = make_inputs(30, 3)
     assert len(miner(emb, labels)) in (3, 4)
-
-
-@pytest.mark.parametrize(
-    "call,match",
-    [
-        (lambda m: m(torch.randn(10), torch.zeros(10, dtype=torch.long)), "embeddings"),
-        (lambda m: m(torch.randn(10, 4), torch.zeros(9, dtype=torch.long)), "labels"),
-        (lambda m: m(torch.randn(10, 4), torch.zeros(10)), "labels"),
-        (lambda m: m(torch.randn(10, 4), torch.zeros(10, dtype=torch.long), torch.randn(5, 4)), "ref_labels"),
-        (lambda m: m(torch.randn(10, 4), torch.zeros(10, dtype=torch.long), torch.randn(5, 3),
-                     torch.zeros(5, dtype=torch.long)), "ref_emb"),
-        (lambda m: m(torch.full((10, 4), float("nan")), torch.zeros(10, dtype=torch.long)), "NaN"),
-    ],
-)
-def test_bad_input_names_the_argument(call, match):
-    with pytest.raises((ValueError, TypeError), match=match):
-        call(miners.MultiSimilarityMiner())
-
-
-def test_bad_triplet_type_names_the_argument():
-    with pytest.raises(ValueError, match="type_of_triplets"):
-        miners.TripletMarginMiner(type_of_triplets="hardest")
-
-
-# ---- ConfidentPairMiner -----------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("mode", ["literal", "agree"])
-def test_confident_pairs_equal_reference(mode):
-    emb, pseudo = make_inputs(70, 5)
-    basis = torch.randn(6, 16, generator=torch.Generator().manual_seed(3))
-    ours = miners.ConfidentPairMiner(basis, t_pos=0.3, t_neg=-0.2, mode=mode)(emb, pseudo)
-    expected = reference.select_confident_pairs(emb, basis, 0.3, -0.2, pseudo, mode)
-    assert_same_output(ours, expected)
-    assert len(ours[0]) > 0 and len(ours[2]) > 0
-
-
-def test_confident_pairs_from_feature_basis_thresholds():
-    emb, pseudo = make_inputs(60, 4)
-    basis = FeatureBasis(num_classes=5, dim=16)
-    miner = miners.ConfidentPairMiner(basis)
-    assert all(len(t) == 0 for t in miner(emb, pseudo))  # no statistics yet: nothing is confident
-    basis.sd_loss(emb, pseudo)
-    t_pos, t_neg = basis.thresholds()
-    expected = reference.select_confident_pairs(emb, basis.weight.detach(), t_pos, t_neg)
-    assert_same_output(miner(emb, pseudo), expected)
-
-
-def test_confident_miner_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="t_pos"):
-        miners.ConfidentPairMiner(torch.randn(3, 4))
-    with pytest.raises(ValueError, match="mode"):
-        miners.ConfidentPairMiner(torch.randn(3, 4), 0.5, 0.1, mode="both")
-    miner = miners.ConfidentPairMiner(torch.randn(3, 4), 0.5, 0.1, mode="agree")
-    with pytest.raises(ValueError, match="labels"):
-        miner(torch.randn(6, 4))
-    with pytest.raises(ValueError, match="ref_emb"):
-        miner(torch.randn(6, 4), torch.zeros(6, dtype=torch.long), torch.randn(6, 4))
-
-
-def test_imports_and_mines_without_pml():
-    code = (
-        "import sys; sys.modules['pytorch_metric_learning'] = None\n"
-        "import torch\n"
-        "from slade_ext import miners, losses\n"
-        "emb, labels = torch.randn(20, 8), torch.arange(20) % 4\n"
-        "assert len(miners.MultiSimilarityMiner()(emb, labels)) == 4\n"
-        "assert losses.ContrastiveLoss()(emb, labels).ndim == 0\n"
-        "try:\n"
-        "    miners.BatchHardMiner(distance=object())\n"
-        "except ValueError as e:\n"
-        "    assert 'not installed' in str(e)\n"
-        "else:\n"
-        "    raise SystemExit('expected ValueError')\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,6 +1,11 @@
-"""slade_ext.losses against pytorch-metric-learning: values and gradients for all pairs, miner tuples (pairs and
-triplets, duplicates), cross-batch references, half inputs; PML's edge rules; the fused ops' own backward
-(gradcheck, opcheck); FeatureBasis; and a short training loop with the same loss curve as PML's."""
+"""The losses family: slade_ext.losses (MultiSimilarityLoss, ContrastiveLoss) and the fused loss ops under them.
+
+Against pytorch-metric-learning: values and gradients for all pairs, miner tuples (pairs and triplets,
+duplicates), cross-batch references, half inputs; PML's edge rules; the fused ops' own backward (gradcheck,
+opcheck, only the gradients asked for); and a short training loop with the same loss curve as PML's. Every
+numeric check takes `device` (PML runs on the same device, float comparisons to tolerance); on CUDA the losses
+also equal the CPU kernels.
+"""
 from __future__ import annotations
 
 import warnings
@@ -8,9 +13,9 @@ import warnings
 import pytest
 import torch
 
-from slade_ext import loss_ops, losses, miners, ops, reference
+from helpers.cuda_cases import cuda_only
+from slade_ext import loss_ops, losses, miners, reference
 from slade_ext._compat import FallbackWarning
-from slade_ext.basis import FeatureBasis
 
 pml_losses = pytest.importorskip("pytorch_metric_learning.losses")
 pml_miners = pytest.importorskip("pytorch_metric_learning.miners")
@@ -40,13 +45,23 @@ def build(name, kwargs):
     return getattr(losses, name)(**kwargs), getattr(pml_losses, name)(**kwargs)
 
 
-def compare(name, kwargs, emb, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None, rtol=1e-9):
+def to(device, x):
+    if x is None:
+        return None
+    if isinstance(x, tuple):
+        return tuple(t.to(device) for t in x)
+    return x.to(device)
+
+
+def compare(name, kwargs, emb, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None, rtol=1e-9,
+            device="cpu"):
     """Loss values and gradients (embeddings and ref_emb) of ours and PML's on copies of the same inputs."""
     ours_fn, pml_fn = build(name, kwargs)
+    labels, indices_tuple, ref_labels = to(device, labels), to(device, indices_tuple), to(device, ref_labels)
     results = []
     for fn in (ours_fn, pml_fn):
-        e = emb.clone().requires_grad_()
-        r = None if ref_emb is None else ref_emb.clone().requires_grad_()
+        e = emb.clone().to(device).requires_grad_()
+        r = None if ref_emb is None else ref_emb.clone().to(device).requires_grad_()
         loss = fn(e, labels, indices_tuple, r, ref_labels)
         loss.backward()
         results.append((loss.detach(), e.grad, None if r is None else r.grad))
@@ -71,32 +86,33 @@ def mined(kind, emb, labels):
 @pytest.mark.parametrize("name,kwargs", LOSSES)
 @pytest.mark.parametrize("n,n_classes", [(40, 4), (100, 70), (90, 2)])
 @pytest.mark.parametrize("tuples", [None, "pairs", "triplets", "duplicates"])
-def test_loss_equals_pml(name, kwargs, n, n_classes, tuples):
+def test_loss_equals_pml(device, name, kwargs, n, n_classes, tuples):
     emb, labels = make_inputs(n, n_classes)
     indices = None if tuples is None else mined(tuples, emb, labels)
-    compare(name, kwargs, emb, labels, indices)
+    compare(name, kwargs, emb, labels, indices, device=device)
 
 
 @pytest.mark.parametrize("name,kwargs", LOSSES)
 @pytest.mark.parametrize("m", [150, 10])
-def test_cross_batch_equals_pml(name, kwargs, m):
+def test_cross_batch_equals_pml(device, name, kwargs, m):
     emb, labels = make_inputs(60, 5)
     ref_emb, ref_labels = make_inputs(m, 5, seed=1)
-    compare(name, kwargs, emb, labels, None, ref_emb, ref_labels)
+    compare(name, kwargs, emb, labels, None, ref_emb, ref_labels, device=device)
 
 
 @pytest.mark.parametrize("name,kwargs", LOSSES[::3])
-def test_float32_equals_pml(name, kwargs):
+def test_float32_equals_pml(device, name, kwargs):
     emb, labels = make_inputs(128, 16, dtype=torch.float32)
-    compare(name, kwargs, emb, labels, rtol=2e-5)
+    compare(name, kwargs, emb, labels, rtol=2e-5, device=device)
 
 
 @pytest.mark.parametrize("name,kwargs", LOSSES[::3])
-def test_half_inputs_close_to_pml(name, kwargs):
+def test_half_inputs_close_to_pml(device, name, kwargs):
     """PML computes half inputs in half; we accumulate in float32 and return the embeddings' dtype."""
     emb, labels = make_inputs(64, 8, dtype=torch.float32)
-    with torch.autocast("cpu", dtype=torch.float16):
-        half = torch.nn.functional.linear(emb, torch.eye(16))
+    emb, labels = emb.to(device), labels.to(device)
+    with torch.autocast(device, dtype=torch.float16):
+        half = torch.nn.functional.linear(emb, torch.eye(16, device=device))
     ours_fn, pml_fn = build(name, kwargs)
     ours, theirs = ours_fn(half, labels), pml_fn(half, labels)
     assert ours.dtype == torch.float16
@@ -105,25 +121,26 @@ def test_half_inputs_close_to_pml(name, kwargs):
 
 
 @pytest.mark.parametrize("name,kwargs", LOSSES[::3])
-def test_too_few_pairs_gives_attached_zero(name, kwargs):
+def test_too_few_pairs_gives_attached_zero(device, name, kwargs):
     emb, labels = make_inputs(6, 3)
     one_pair = (torch.tensor([0]), torch.tensor([1]), torch.tensor([2]), torch.tensor([3]))
     empty = tuple(torch.empty(0, dtype=torch.long) for _ in range(3))
     for indices in (one_pair, empty):
-        value = compare(name, kwargs, emb, labels, indices)
+        value = compare(name, kwargs, emb, labels, indices, device=device)
         assert value.item() == 0.0
-    compare(name, kwargs, emb[:2], torch.tensor([0, 0]))  # one positive pair each way, no negatives
-    compare(name, kwargs, emb, torch.zeros(6, dtype=torch.long))  # positives only
+    compare(name, kwargs, emb[:2], torch.tensor([0, 0]), device=device)  # one positive pair each way, no negatives
+    compare(name, kwargs, emb, torch.zeros(6, dtype=torch.long), device=device)  # positives only
 
 
-def test_reference_losses_agree():
+def test_reference_losses_agree(device):
     emb, labels = make_inputs(50, 5)
     indices = mined("pairs", emb, labels)
     for name, ref_fn in (("MultiSimilarityLoss", reference.multi_similarity_loss),
                          ("ContrastiveLoss", reference.contrastive_loss)):
         ours = getattr(losses, name)()
         for it in (None, indices):
-            torch.testing.assert_close(ours(emb, labels, it), ref_fn(emb, labels, it))
+            got = ours(emb.to(device), labels.to(device), to(device, it))
+            torch.testing.assert_close(got.cpu(), ref_fn(emb, labels, it))
 
 
 def test_ms_rejects_a_pair_both_positive_and_negative():
@@ -168,13 +185,14 @@ def test_unsupported_options_fall_back_once():
 
 @pytest.mark.parametrize("op", ["multi_similarity_loss_rows", "contrastive_loss_rows"])
 @pytest.mark.parametrize("with_lists", [False, True])
-def test_loss_ops_gradcheck(op, with_lists):
+def test_loss_ops_gradcheck(device, op, with_lists):
     emb, labels = make_inputs(12, 3, d=5)
     ref, ref_labels = make_inputs(9, 3, d=5, seed=1)
     lists = None
     if with_lists:
         a1, p, a2, n = pml_miners.PairMarginMiner(pos_margin=0.0, neg_margin=2.0)(emb, labels, ref, ref_labels)
-        lists = loss_ops.pair_lists(a1, p, a2, n, 12, 9, as_mask=op.startswith("multi"))
+        lists = to(device, loss_ops.pair_lists(a1, p, a2, n, 12, 9, as_mask=op.startswith("multi")))
+    emb, labels, ref, ref_labels = (t.to(device) for t in (emb, labels, ref, ref_labels))
     fn = getattr(loss_ops, op)
 
     def accumulators(e, r):
@@ -183,51 +201,16 @@ def test_loss_ops_gradcheck(op, with_lists):
     torch.autograd.gradcheck(accumulators, (emb.requires_grad_(), ref.requires_grad_()))
 
 
-def test_loss_ops_opcheck():
+def test_loss_ops_opcheck(device):
     emb, labels = make_inputs(10, 3, d=4, dtype=torch.float32)
-    lists = loss_ops.pair_lists(*pml_miners.MultiSimilarityMiner()(emb, labels), 10, 10, as_mask=True)
+    lists = to(device, loss_ops.pair_lists(*pml_miners.MultiSimilarityMiner()(emb, labels), 10, 10, as_mask=True))
+    emb, labels = emb.to(device), labels.to(device)
     for args in ((emb.requires_grad_(), labels, None, None, None, None, None, None, 2.0, 50.0, 0.5, "cosine"),
                  (emb, None, None, None, *lists, 2.0, 50.0, 0.5, "l2")):
         torch.library.opcheck(torch.ops.slade.multi_similarity_loss_rows, args)
     torch.library.opcheck(
         torch.ops.slade.contrastive_loss_rows, (emb, labels, None, None, None, None, None, None, 0.0, 1.0, "l2")
     )
-
-
-# ---- FeatureBasis -----------------------------------------------------------------------------------------------
-
-
-def test_feature_basis_statistics_and_gradient_modes():
-    emb, pseudo = make_inputs(40, 4)
-    grads = {}
-    for mode in ("paper", "batch"):
-        basis = FeatureBasis(num_classes=3, dim=16, margin=5.0, grad_mode=mode).double()
-        with torch.no_grad():
-            basis.weight.copy_(torch.randn(3, 16, generator=torch.Generator().manual_seed(2)))
-        e = emb.clone().requires_grad_()
-        basis.sd_loss(e, pseudo).backward()
-        grads[mode] = e.grad
-        expected = reference.basis_pair_stats(emb, basis.weight.detach(), pseudo)
-        torch.testing.assert_close(basis.mu_pos, expected[0])
-        torch.testing.assert_close(basis.var_neg, expected[3])
-    # Paper-faithful: the gradient flows through the batch part of the moving average only.
-    torch.testing.assert_close(grads["paper"], 0.01 * grads["batch"])
-
-
-def test_feature_basis_moving_average_and_ce():
-    basis = FeatureBasis(num_classes=4, dim=16).double()
-    (e1, p1), (e2, p2) = make_inputs(30, 3), make_inputs(30, 3, seed=5)
-    basis.sd_loss(e1, p1)
-    first = float(basis.mu_pos)
-    basis.sd_loss(e2, p2)
-    batch = float(ops.basis_pair_stats(e2, basis.weight.detach(), p2)[0])
-    assert float(basis.mu_pos) == pytest.approx(0.99 * first + 0.01 * batch)
-    assert basis.thresholds() == (float(basis.mu_pos), float(basis.mu_neg))
-    labels = torch.tensor([0, 1, -1, 3] * 5)
-    f = torch.randn(20, 16, dtype=torch.float64)
-    keep = labels >= 0
-    expected = torch.nn.functional.cross_entropy(f[keep] @ basis.weight.t(), labels[keep])
-    torch.testing.assert_close(basis.ce_loss(f, labels), expected)
 
 
 # ---- a training loop: miner -> loss -> backward -> step ---------------------------------------------------------
@@ -238,12 +221,12 @@ def test_feature_basis_moving_average_and_ce():
     [("MultiSimilarityMiner", "MultiSimilarityLoss"), ("BatchHardMiner", "ContrastiveLoss"),
      ("PairMarginMiner", "ContrastiveLoss"), ("TripletMarginMiner", "MultiSimilarityLoss")],
 )
-def test_training_loop_matches_pml(miner_name, loss_name):
-    x, y = make_inputs(96, 12, d=20, seed=3)
+def test_training_loop_matches_pml(device, miner_name, loss_name):
+    x, y = (t.to(device) for t in make_inputs(96, 12, d=20, seed=3))
     curves = []
     for lib_miners, lib_losses in ((miners, losses), (pml_miners, pml_losses)):
         torch.manual_seed(0)
-        model = torch.nn.Linear(20, 8).double()
+        model = torch.nn.Linear(20, 8).double().to(device)
         opt = torch.optim.SGD(model.parameters(), lr=0.5)
         miner, loss_fn = getattr(lib_miners, miner_name)(), getattr(lib_losses, loss_name)()
         curve = []
@@ -259,20 +242,82 @@ def test_training_loop_matches_pml(miner_name, loss_name):
     assert curves[0][0] != curves[0][-1]  # the loop actually trains
 
 
-@pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("name,kwargs", LOSSES[::3])
 @pytest.mark.parametrize("tuples", [None, "duplicates"])
-def test_cuda_equals_cpu(name, kwargs, tuples):
+def test_loss_matches_cpu_kernels(device, name, kwargs, tuples):
+    cuda_only(device)
     emb, labels = make_inputs(300, 20, dtype=torch.float32)
     indices = None if tuples is None else mined(tuples, emb, labels)
     results = []
-    for device in ("cpu", "cuda"):
+    for dev in ("cpu", device):
         fn, _ = build(name, kwargs)
-        e = emb.detach().to(device).requires_grad_()
-        it = None if indices is None else tuple(t.to(device) for t in indices)
-        loss = fn(e, labels.to(device), it)
+        e = emb.detach().to(dev).requires_grad_()
+        it = None if indices is None else tuple(t.to(dev) for t in indices)
+        loss = fn(e, labels.to(dev), it)
         loss.backward()
         results.append((loss.detach().cpu(), e.grad.cpu()))
     torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-4, atol=1e-6)
+
+
+# ---- backward computes only the gradients asked for (ctx.needs_input_grad) -------------------------------------
+
+
+@pytest.mark.parametrize("op", ["multi_similarity_loss_rows", "contrastive_loss_rows"])
+@pytest.mark.parametrize("pattern", [(True, False), (False, True), (True, True)], ids=str)
+def test_loss_ops_backward_computes_only_the_needed_gradients(device, op, pattern):
+    emb, labels = (t.to(device) for t in make_inputs(12, 3, d=5))
+    ref, ref_labels = (t.to(device) for t in make_inputs(9, 3, d=5, seed=1))
+    fn = getattr(loss_ops, op)
+    full = [emb.clone().requires_grad_(), ref.clone().requires_grad_()]
+    fn(full[0], labels, full[1], ref_labels)[:, :2].sum().backward()
+    partial = [t.clone().requires_grad_(wanted) for t, wanted in zip((emb, ref), pattern)]
+    fn(partial[0], labels, partial[1], ref_labels)[:, :2].sum().backward()
+    for leaf, reference_leaf, wanted in zip(partial, full, pattern):
+        if wanted:
+            torch.testing.assert_close(leaf.grad, reference_leaf.grad)
+        else:
+            assert leaf.grad is None
+
+
+@pytest.mark.parametrize("op", ["multi_similarity_loss_rows", "contrastive_loss_rows"])
+@pytest.mark.parametrize("self_comparison", [False, True])
+def test_loss_backward_ops_honour_output_mask(device, op, self_comparison):
+    """The kernels: a gradient not asked for is an empty [0] tensor, the others are unchanged."""
+    emb, labels = (t.to(device) for t in make_inputs(12, 3, d=5))
+    ref, ref_labels = (None, None) if self_comparison else (t.to(device) for t in make_inputs(9, 3, d=5, seed=1))
+    params = (2.0, 50.0, 0.5, "cosine") if op.startswith("multi") else (0.0, 1.0, "l2")
+    forward, backward = getattr(torch.ops.slade, op), getattr(torch.ops.slade, f"{op}_backward")
+    tensors = (emb, labels, ref, ref_labels, None, None, None, None)
+    rows = forward(*tensors, *params)
+    grad_rows = torch.randn(rows.shape, dtype=torch.float64).to(device)
+    full = backward(grad_rows, rows, *tensors, *params, [True, True])
+    for mask in ([True, False], [False, True], [False, False]):
+        out = backward(grad_rows, rows, *tensors, *params, mask)
+        for wanted, f, m, present in zip(mask, full, out, (True, not self_comparison)):
+            if wanted and present:
+                torch.testing.assert_close(m, f, rtol=0, atol=0)
+            else:
+                assert m.shape == (0,)
+
+
+class FakeCtx:
+    """What a registered backward reads from its autograd context."""
+
+    def __init__(self, needs_input_grad, saved_tensors, params):
+        self.needs_input_grad = tuple(needs_input_grad)
+        self.saved_tensors = tuple(saved_tensors)
+        self.params = params
+
+
+@pytest.mark.parametrize("pattern", [(True, False), (False, True), (True, True)], ids=str)
+def test_registered_loss_backward_returns_none_for_inputs_without_grad(device, pattern):
+    emb, labels = (t.to(device) for t in make_inputs(12, 3, d=5))
+    ref, ref_labels = (t.to(device) for t in make_inputs(9, 3, d=5, seed=1))
+    params = (0.0, 1.0, "l2")
+    tensors = (emb, labels, ref, ref_labels, None, None, None, None)
+    rows = torch.ops.slade.contrastive_loss_rows(*tensors, *params)
+    backward = loss_ops._make_backward(torch.ops.slade.contrastive_loss_rows_backward)
+    needs = (pattern[0], False, pattern[1]) + (False,) * (len(tensors) - 3 + len(params))
+    out = backward(FakeCtx(needs, tensors + (rows,), params), torch.ones_like(rows))
+    assert [g is not None for g in out] == [pattern[0], False, pattern[1]] + [False] * (len(needs) - 3)

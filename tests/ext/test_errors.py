@@ -1,11 +1,16 @@
-"""Bad input raises a clear exception that names the offending argument."""
+"""Bad input raises a clear exception that names the offending argument, on every device (all op families)."""
 import pytest
 import torch
 
 from helpers.op_cases import embeddings, labels
 from slade_ext import ops
 
-EMB, LAB, W = embeddings(10, 8), labels(10, 3), embeddings(4, 8, seed=3)
+
+@pytest.fixture
+def inputs(device):
+    """(EMB, LAB, W) on the test's device."""
+    return embeddings(10, 8).to(device), labels(10, 3).to(device), embeddings(4, 8, seed=3).to(device)
+
 
 MINING_CALLS = [
     lambda e, l, **kw: ops.mine_multi_similarity(e, l, **kw),
@@ -16,7 +21,8 @@ MINING_CALLS = [
 
 
 @pytest.mark.parametrize("call", MINING_CALLS)
-def test_mining_bad_inputs(call):
+def test_mining_bad_inputs(inputs, call):
+    EMB, LAB, _ = inputs
     with pytest.raises(ValueError, match="emb must be 2-D"):
         call(EMB[None], LAB)
     with pytest.raises(ValueError, match="labels has length 9"):
@@ -39,7 +45,8 @@ def test_mining_bad_inputs(call):
         call(EMB, LAB, distance="manhattan")
 
 
-def test_mining_bad_parameters():
+def test_mining_bad_parameters(inputs):
+    EMB, LAB, _ = inputs
     with pytest.raises(ValueError, match="epsilon must be finite"):
         ops.mine_multi_similarity(EMB, LAB, epsilon=float("nan"))
     with pytest.raises(ValueError, match="type_of_triplets must be one of"):
@@ -50,7 +57,8 @@ def test_mining_bad_parameters():
         ops.mine_pair_margin(EMB, LAB, pos_margin=float("inf"))
 
 
-def test_basis_bad_inputs():
+def test_basis_bad_inputs(inputs):
+    EMB, LAB, W = inputs
     with pytest.raises(ValueError, match="basis has 5 columns"):
         ops.basis_similarity(EMB, W[:, :5])
     with pytest.raises(ValueError, match="emb must be \\[N, d\\] or batched"):
@@ -67,7 +75,8 @@ def test_basis_bad_inputs():
         ops.basis_pair_stats(EMB, W, LAB[:4])
 
 
-def test_selection_bad_inputs():
+def test_selection_bad_inputs(inputs):
+    EMB, LAB, W = inputs
     with pytest.raises(ValueError, match='mode="agree" needs pseudo_labels'):
         ops.select_confident_pairs(EMB, W, 0.5, 0.0, mode="agree")
     with pytest.raises(ValueError, match='mode must be "literal" or "agree"'):
@@ -76,3 +85,13 @@ def test_selection_bad_inputs():
         ops.select_confident_pairs(EMB, W, float("nan"), 0.0)
     with pytest.raises(ValueError, match="pseudo_labels has length 3"):
         ops.select_confident_pairs(EMB, W, 0.5, 0.0, pseudo_labels=LAB[:3])
+
+
+def test_tensors_on_different_devices_are_refused(device):
+    if device == "cpu":
+        pytest.skip("needs a second device type (CUDA) to mix with the CPU")
+    emb, lab = embeddings(10, 8), labels(10, 3)
+    with pytest.raises(ValueError, match="labels is on cpu but the embeddings are on cuda"):
+        ops.mine_batch_hard(emb.to(device), lab)
+    with pytest.raises(ValueError, match="ref_emb is on cpu but the embeddings are on cuda"):
+        ops.mine_batch_hard(emb.to(device), lab.to(device), emb, lab.to(device))

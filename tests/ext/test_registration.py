@@ -1,0 +1,110 @@
+"""The ops are well-formed custom ops on every device: torch.library.opcheck passes (forward ops with their fake
+kernels and autograd, backward ops with every output_mask) and torch.compile(fullgraph=True) runs them."""
+import pytest
+import torch
+
+import slade_ext
+from helpers.op_cases import embeddings, labels
+from slade_ext import loss_ops, ops  # noqa: F401  (loss_ops registers the loss ops' fake kernels)
+
+EMB, LAB, W = embeddings(24, 8), labels(24, 4), embeddings(5, 8, seed=3)
+REF, REF_LAB = embeddings(30, 8, seed=4), labels(30, 4, seed=4)
+
+
+def opcheck_cases():
+    grad = lambda t: t.clone().requires_grad_()  # noqa: E731
+    sim_grad = torch.randn(24, 30, generator=torch.Generator().manual_seed(1))
+    stats = torch.stack([t.double() for t in ops.basis_pair_stats(EMB, W, LAB, REF, REF_LAB)])
+    grad_stats = torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=torch.float64)
+    masks = [[True, True, True], [True, False, False], [False, True, False], [False, False, True]]
+    backward_cases = [("basis_similarity_backward", (sim_grad, EMB, W, REF, mask)) for mask in masks]
+    backward_cases += [("basis_similarity_backward", (sim_grad[:, :24], EMB, W, None, [True, False, False]))]
+    backward_cases += [
+        ("basis_pair_stats_backward", (grad_stats, EMB, W, LAB, REF, REF_LAB, stats, mask)) for mask in masks
+    ]
+    loss_tensors = (EMB, LAB, REF, REF_LAB, None, None, None, None)
+    ms_params, c_params = (2.0, 50.0, 0.5, "cosine"), (0.0, 1.0, "l2")
+    ms_rows = torch.ops.slade.multi_similarity_loss_rows(*loss_tensors, *ms_params)
+    c_rows = torch.ops.slade.contrastive_loss_rows(*loss_tensors, *c_params)
+    grad_rows = torch.randn(24, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    for mask in ([True, True], [True, False], [False, True]):
+        backward_cases += [
+            ("multi_similarity_loss_rows_backward", (grad_rows, ms_rows, *loss_tensors, *ms_params, mask)),
+            ("contrastive_loss_rows_backward", (grad_rows, c_rows, *loss_tensors, *c_params, mask)),
+        ]
+    return backward_cases + [
+        ("basis_similarity", (grad(EMB), grad(W), None)),
+        ("basis_similarity", (grad(EMB), grad(W), grad(REF))),
+        ("basis_pair_stats", (grad(EMB), grad(W), LAB, None, None)),
+        ("basis_pair_stats", (grad(EMB), grad(W), LAB, grad(REF), REF_LAB)),
+        ("mine_multi_similarity", (EMB, LAB, None, None, 0.1, "cosine")),
+        ("mine_multi_similarity", (EMB, LAB, REF, REF_LAB, 0.1, "l2")),
+        ("mine_pair_margin", (EMB, LAB, None, None, 0.2, 0.1, "cosine")),
+        ("mine_batch_hard", (EMB, LAB, REF, REF_LAB, "cosine")),
+        ("mine_triplet_margin", (EMB, LAB, None, None, 0.2, "semihard", 3, "cosine")),
+        ("select_confident_pairs", (EMB, W, 0.3, -0.2, LAB, "agree")),
+        ("select_confident_pairs", (EMB, W, 0.3, -0.2, None, "literal")),
+    ]
+
+
+def on_device(args, device):
+    """The case's tensors on `device`, keeping which ones require grad."""
+    def move(a):
+        if not isinstance(a, torch.Tensor):
+            return a
+        return a.detach().to(device).requires_grad_(a.requires_grad)
+    return tuple(move(a) for a in args)
+
+
+@pytest.mark.parametrize("name,args", opcheck_cases(), ids=[c[0] for c in opcheck_cases()])
+def test_opcheck(device, name, args):
+    torch.library.opcheck(getattr(torch.ops.slade, name), on_device(args, device))
+
+
+def test_compile_fullgraph_runs_every_op(device):
+    def step(emb, basis, lab):
+        sim = ops.basis_similarity(emb, basis)
+        stats = ops.basis_pair_stats(emb, basis, lab)
+        ms = ops.mine_multi_similarity(emb, lab)
+        bh = ops.mine_batch_hard(emb, lab)
+        pm = ops.mine_pair_margin(emb, lab)
+        tm = ops.mine_triplet_margin(emb, lab, type_of_triplets="hard")
+        sel = ops.select_confident_pairs(emb, basis, 0.3, -0.2, lab, "agree")
+        return sim.sum() + stats[0] - stats[2], ms, bh, pm, tm, sel
+
+    compiled = torch.compile(step, fullgraph=True, backend="inductor")
+    emb, w, lab = EMB.to(device), W.to(device), LAB.to(device)
+    eager = step(emb, w, lab)
+    got = compiled(emb, w, lab)
+    torch.testing.assert_close(got[0], eager[0])
+    for g, e in zip(got[1:], eager[1:]):
+        for a, b in zip(g, e):
+            assert torch.equal(a, b)
+
+
+def test_build_info_reports_the_live_backend():
+    info = slade_ext.build_info()
+    assert info["backend"] in ("prebuilt", "jit")
+    assert isinstance(info["cuda_compiled"], bool)
+    assert info["torch_version"].split("+")[0] == torch.__version__.split("+")[0]
+    if info["cuda_compiled"]:
+        assert info["cuda_archs"]
+    if "site-packages" in slade_ext.__file__:  # an installed package loads the module pip built, never a JIT build
+        assert info["backend"] == "prebuilt", info
+
+
+def test_compile_backward_honours_needs_input_grad(device):
+    """Under torch.compile the registered backwards see needs_input_grad too: a basis that does not require grad
+    gets none, and the embeddings' gradient equals eager's."""
+    def loss(emb, basis, lab):
+        stats = ops.basis_pair_stats(emb, basis, lab)
+        return ops.basis_similarity(emb, basis).sum() + stats[0] - stats[2]
+
+    compiled = torch.compile(loss, fullgraph=True, backend="aot_eager")
+    grads = []
+    for fn in (loss, compiled):
+        emb, w = EMB.to(device).requires_grad_(), W.to(device)
+        fn(emb, w, LAB.to(device)).backward()
+        assert w.grad is None
+        grads.append(emb.grad)
+    torch.testing.assert_close(grads[1], grads[0])

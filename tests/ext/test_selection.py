@@ -1,0 +1,152 @@
+"""The selection family: select_confident_pairs (METHOD.md) and ConfidentPairMiner.
+
+On the CPU the op equals the reference in both modes; on CUDA it equals the CPU kernels on exact inputs
+(tests/support/helpers/cuda_cases.py); its documented rules hold on every device.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from helpers.cuda_cases import (
+    assert_indices_match,
+    clustered,
+    cuda_only,
+    gaussian,
+    sign_basis,
+    sign_embeddings,
+    skip_inexact_on_cuda,
+)
+from helpers.op_cases import assert_same_indices, embeddings, labels, with_ties
+from slade_ext import miners, ops, reference
+from slade_ext.basis import FeatureBasis
+
+
+def assert_selection_matches(device, *args, **kwargs):
+    return assert_indices_match(device, ops.select_confident_pairs, reference.select_confident_pairs, *args, **kwargs)
+
+
+@pytest.mark.parametrize("n", [1, 2, 31, 150])
+@pytest.mark.parametrize("mode", ["literal", "agree"])
+@pytest.mark.parametrize("thresholds", [(0.5, -0.2), (0.1, 0.0), (0.9, -0.9)])
+def test_selection_equals_reference(device, n, mode, thresholds):
+    skip_inexact_on_cuda(device)
+    emb, w = embeddings(n), embeddings(6, seed=7)
+    pseudo = labels(n, 4) - (torch.arange(n) % 7 == 0).long() * 10  # some -> negative (no pseudo label)
+    pseudo = pseudo.clamp(min=-1)
+    assert_selection_matches(device, emb, w, *thresholds, pseudo_labels=pseudo, mode=mode)
+
+
+@pytest.mark.parametrize("mode", ["literal", "agree"])
+@pytest.mark.parametrize("n,n_classes", [(1, 1), (7, 3), (120, 2), (600, 7)])
+def test_selection_matches_spec(device, n, n_classes, mode):
+    pseudo = labels(n, n_classes + 1) - 1 if mode == "agree" else None  # agree: some -1 (unknown) labels
+    for emb, basis, t_pos, t_neg in [
+        (sign_embeddings(n, 64), sign_basis(16, 64), 0.3, -0.2),
+        (gaussian(n), gaussian(6, seed=9), 0.5, -0.4),
+    ]:
+        assert_selection_matches(device, emb, basis, t_pos, t_neg, pseudo, mode)
+    # Overlapping thresholds select nothing.
+    got = assert_selection_matches(device, gaussian(n), gaussian(6, seed=9), 0.1, 0.2, pseudo, mode)
+    assert all(t.numel() == 0 for t in got)
+
+
+def test_selection_nothing_while_thresholds_overlap(device):
+    emb, w = embeddings(20).to(device), embeddings(6, seed=7).to(device)
+    got = ops.select_confident_pairs(emb, w, t_pos=0.1, t_neg=0.2)
+    assert all(t.numel() == 0 and t.device.type == device for t in got)
+
+
+def test_selection_never_pairs_a_sample_with_itself_and_ties_are_inclusive(device):
+    emb, w = with_ties(embeddings(10)).to(device), embeddings(6, seed=7).to(device)
+    a1, p, a2, n = ops.select_confident_pairs(emb, w, t_pos=0.9999, t_neg=-2.0)
+    assert not torch.any(a1 == p)
+    # Duplicated rows have similarity 1 (up to rounding), so each duplicate pair is a positive both ways.
+    assert {(int(i), int(j)) for i, j in zip(a1, p)} >= {(0, 5), (5, 0)}
+    assert a2.numel() == 0
+
+
+def test_agree_mode_respects_pseudo_labels(device):
+    emb, w = embeddings(40).to(device), embeddings(6, seed=7).to(device)
+    pseudo = labels(40, 3)
+    pseudo[:5] = -1
+    pseudo = pseudo.to(device)
+    a1, p, a2, n = ops.select_confident_pairs(emb, w, 0.2, -0.2, pseudo_labels=pseudo, mode="agree")
+    assert torch.all(pseudo[a1] == pseudo[p]) and torch.all(pseudo[a1] >= 0)
+    assert torch.all(pseudo[a2] != pseudo[n]) and torch.all(pseudo[a2] >= 0) and torch.all(pseudo[n] >= 0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_selection_half_inputs(device, dtype):
+    skip_inexact_on_cuda(device)
+    emb, w = embeddings(50, dtype=dtype), embeddings(6, seed=7, dtype=dtype)
+    assert_selection_matches(device, emb, w, 0.3, -0.3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_selection_half_sign_inputs_match_spec(device, dtype):
+    emb, basis = sign_embeddings(200, 64, dtype=dtype), sign_basis(16, 64, dtype=dtype)
+    assert_selection_matches(device, emb, basis, 0.3, -0.2, labels(200, 4) - 1, "agree")
+    assert_selection_matches(device, emb, basis, 0.3, -0.2)
+
+
+@pytest.mark.parametrize("mode", ["literal", "agree"])
+def test_selection_spanning_several_cuda_tiles(device, mode):
+    cuda_only(device)
+    emb, lab, _, _ = clustered(10_000, None, 2000)
+    pseudo = lab.clone()
+    pseudo[::7] = -1
+    basis = gaussian(8, seed=11)
+    got = assert_indices_match(device, ops.select_confident_pairs, ops.select_confident_pairs, emb, basis, 0.99,
+                               -0.9, pseudo if mode == "agree" else None, mode)
+    assert got[0].numel() > 0 and got[2].numel() > 0
+
+
+# ---- ConfidentPairMiner ----------------------------------------------------------------------------------------
+
+
+def make_inputs(n, n_classes, d=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g), torch.randint(0, n_classes, (n,), generator=g)
+
+
+def assert_same_output(ours, theirs):
+    assert len(ours) == len(theirs)
+    for t in ours:
+        assert t.dtype == torch.int64 and t.dim() == 1
+    assert_same_indices([t.cpu() for t in ours], theirs)
+
+
+@pytest.mark.parametrize("mode", ["literal", "agree"])
+def test_confident_miner_equals_reference(device, mode):
+    skip_inexact_on_cuda(device)
+    emb, pseudo = make_inputs(70, 5)
+    basis = torch.randn(6, 16, generator=torch.Generator().manual_seed(3))
+    ours = miners.ConfidentPairMiner(basis, t_pos=0.3, t_neg=-0.2, mode=mode)(emb, pseudo)
+    expected = reference.select_confident_pairs(emb, basis, 0.3, -0.2, pseudo, mode)
+    assert_same_output(ours, expected)
+    assert len(ours[0]) > 0 and len(ours[2]) > 0
+
+
+def test_confident_miner_from_feature_basis_thresholds(device):
+    skip_inexact_on_cuda(device)
+    emb, pseudo = make_inputs(60, 4)
+    basis = FeatureBasis(num_classes=5, dim=16)
+    miner = miners.ConfidentPairMiner(basis)
+    assert all(len(t) == 0 for t in miner(emb, pseudo))  # no statistics yet: nothing is confident
+    basis.sd_loss(emb, pseudo)
+    t_pos, t_neg = basis.thresholds()
+    expected = reference.select_confident_pairs(emb, basis.weight.detach(), t_pos, t_neg)
+    assert_same_output(miner(emb, pseudo), expected)
+
+
+def test_confident_miner_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="t_pos"):
+        miners.ConfidentPairMiner(torch.randn(3, 4))
+    with pytest.raises(ValueError, match="mode"):
+        miners.ConfidentPairMiner(torch.randn(3, 4), 0.5, 0.1, mode="both")
+    miner = miners.ConfidentPairMiner(torch.randn(3, 4), 0.5, 0.1, mode="agree")
+    with pytest.raises(ValueError, match="labels"):
+        miner(torch.randn(6, 4))
+    with pytest.raises(ValueError, match="ref_emb"):
+        miner(torch.randn(6, 4), torch.zeros(6, dtype=torch.long), torch.randn(6, 4))
