@@ -1,5 +1,6 @@
-"""Config options shared by subcommands: --config FILE, --set KEY=VALUE (repeatable) and dotted flags
-(--train.lr 1e-3, --train.lr=1e-3, --out-dir DIR)."""
+"""Config options shared by subcommands: --config FILE (or a preset name), --set KEY=VALUE (repeatable) and dotted
+flags (--train.lr 1e-3, --train.lr=1e-3, --runtime.out_dir DIR). The config is complete and checked before any data
+is read."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +10,8 @@ from slade import config
 
 def add_config_arguments(parser: argparse.ArgumentParser, with_file: bool = True) -> None:
     if with_file:
-        parser.add_argument("--config", help="YAML or JSON config file (defaults are used for missing fields)")
+        parser.add_argument("--config", help="YAML or JSON config file, or a preset name (default: the glyphs_cpu "
+                                             "preset); its missing fields take the defaults")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, e.g. --set train.lr=1e-3 (repeatable); "
                              "--train.lr 1e-3 works too")
@@ -32,12 +34,17 @@ def _pairs_from_flags(extra: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def apply_overrides(cfg: config.Config, sets: list[str], extra: list[str]) -> config.Config:
+def override_pairs(sets: list[str], extra: list[str]) -> list[tuple[str, str]]:
+    """(dotted key, raw value) of every --set and dotted flag, in command-line order (--set first)."""
+    pairs = []
     for item in sets:
         key, eq, value = item.partition("=")
         if not eq:
             raise config.ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        config.override(cfg, key.strip(), value)
-    for key, value in _pairs_from_flags(extra):
-        config.override(cfg, key, value)
-    return cfg
+        pairs.append((key.strip(), value))
+    return pairs + _pairs_from_flags(extra)
+
+
+def config_from_args(args, extra: list[str]) -> config.Config:
+    """The preset or --config file, with the command line's overrides, validated."""
+    return config.build(getattr(args, "config", None), override_pairs(args.set, extra))

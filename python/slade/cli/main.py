@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     command = next(c for c in COMMANDS if c.NAME == args.command)
     try:
         return command.run(args, extra)
-    except (ValueError, FileNotFoundError, ImportError, RuntimeError) as err:
+    except (ValueError, OSError, ImportError, RuntimeError) as err:
         if getattr(args, "traceback", False):
             raise
         print(f"slade {args.command}: error: {err}", file=sys.stderr)

@@ -1,11 +1,11 @@
 """`slade run`: the whole SLADE pipeline (self-supervised init -> teacher -> pseudo labels -> student, R rounds),
-then report.md / report.json and plots in out_dir. Without --config: the glyph benchmark sized for a 2-core CPU."""
+then report.md / report.json and plots in runtime.out_dir. Without --config: the glyphs_cpu preset, the glyph
+benchmark sized for a 2-core CPU."""
 from __future__ import annotations
 
 import json
 
-from slade import config
-from slade.cli.config_args import add_config_arguments, apply_overrides
+from slade.cli.config_args import add_config_arguments, config_from_args
 
 NAME = "run"
 HELP = ("run the SLADE pipeline (self-supervised init, teacher, pseudo labels, student) and write its report; "
@@ -14,17 +14,16 @@ HELP = ("run the SLADE pipeline (self-supervised init, teacher, pseudo labels, s
 
 def add_arguments(parser) -> None:
     add_config_arguments(parser)
-    parser.add_argument("--resume", action="store_true", help="continue the run in out_dir where it stopped")
+    parser.add_argument("--resume", action="store_true", help="continue the run in runtime.out_dir where it stopped")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run(args, extra) -> int:
-    from slade.config.presets import glyphs_cpu
+    cfg = config_from_args(args, extra)
+    from slade.pipeline.selftrain import run_selftrain  # heavy imports only once the config is known to be good
+    from slade.runtime.context import RunContext
 
-    cfg = glyphs_cpu() if args.config is None else config.load(args.config)
-    cfg = apply_overrides(cfg, args.set, extra)
-    from slade.pipeline.selftrain import run_selftrain  # heavy imports only once the arguments are known to be good
-
-    report = run_selftrain(cfg, resume=args.resume, progress=not args.no_progress)
-    print(json.dumps({"out_dir": cfg.out_dir, "test": report["test"], "seconds": report["seconds"]}, indent=2))
+    report = run_selftrain(cfg, RunContext.from_config(cfg, progress=not args.no_progress, resume=args.resume))
+    print(json.dumps({"out_dir": cfg.runtime.out_dir, "test": report["test"], "seconds": report["seconds"]},
+                     indent=2))
     return 0

@@ -1,10 +1,10 @@
-"""`slade train-teacher`: supervised training of backbone + embedding head on the labeled set."""
+"""`slade train-teacher`: supervised training of backbone + embedding head on the labeled set (no self-supervised
+init), into runtime.out_dir. Without --config: the glyphs_cpu preset, as `slade run`."""
 from __future__ import annotations
 
 import json
 
-from slade import config
-from slade.cli.config_args import add_config_arguments, apply_overrides
+from slade.cli.config_args import add_config_arguments, config_from_args
 
 NAME = "train-teacher"
 HELP = "train the teacher (backbone + embedding head) on the labeled classes"
@@ -12,14 +12,18 @@ HELP = "train the teacher (backbone + embedding head) on the labeled classes"
 
 def add_arguments(parser) -> None:
     add_config_arguments(parser)
-    parser.add_argument("--resume", action="store_true", help="continue the run in out_dir from its last.pt")
+    parser.add_argument("--resume", action="store_true", help="continue the run in runtime.out_dir from its last.pt")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run(args, extra) -> int:
-    cfg = apply_overrides(config.load(args.config), args.set, extra)
-    from slade.stages.teacher import train_teacher  # heavy imports only once the arguments are known to be good
+    cfg = config_from_args(args, extra)
+    from slade.data.benchmark import build_benchmark  # heavy imports only once the config is known to be good
+    from slade.runtime.context import RunContext
+    from slade.stages.teacher import train_teacher
 
-    result = train_teacher(cfg, resume=args.resume, progress=not args.no_progress)
-    print(json.dumps(result, indent=2))
+    ctx = RunContext.from_config(cfg, progress=not args.no_progress, resume=args.resume)
+    result = train_teacher(cfg, build_benchmark(cfg.data), ctx, ctx.paths.root)
+    print(json.dumps({"out_dir": cfg.runtime.out_dir, "best_epoch": result.best_epoch,
+                      "best_val_map_at_r": result.best_val_map_at_r, "test": result.metrics}, indent=2))
     return 0

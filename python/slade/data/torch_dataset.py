@@ -14,7 +14,7 @@ UNREADABLE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombEr
 
 
 class ImageDataset(Dataset):
-    """Items are (image tensor or None when unreadable, label, index)."""
+    """Items are (image tensor, label, index) or, for an unreadable image, (None, label, index, (set name, path))."""
 
     def __init__(self, images: ImageSet, transform):
         self.images = images
@@ -28,49 +28,48 @@ class ImageDataset(Dataset):
         try:
             return self.transform(self.images.load(i)), label, i
         except UNREADABLE_ERRORS:
-            return None, label, i
+            path = self.images.paths[i] if self.images.paths is not None else f"item {i}"
+            return None, label, i, (self.images.name, path)
 
 
 def collate_skipping_unreadable(items):
-    """A batch dict: images [B,...], labels [B], indices [B] of the readable items, skipped = indices of the rest."""
+    """A batch dict: images [B,...], labels [B], indices [B] of the readable items; skipped = (set name, path) of
+    the rest."""
     good = [it for it in items if it[0] is not None]
-    skipped = [it[2] for it in items if it[0] is None]
-    if good:
-        images = torch.stack([it[0] for it in good])
-    else:
-        images = torch.empty(0)
     return {
-        "images": images,
+        "images": torch.stack([it[0] for it in good]) if good else torch.empty(0),
         "labels": torch.tensor([it[1] for it in good], dtype=torch.int64),
         "indices": torch.tensor([it[2] for it in good], dtype=torch.int64),
-        "skipped": skipped,
+        "skipped": [it[3] for it in items if it[0] is None],
     }
 
 
 class SkipLog:
-    """Counts the unreadable images a run met, per role (labeled, test, ...), and reports them by path."""
+    """The unreadable images a stage met, by image set (labeled, unlabeled, val, test, ...), with their paths."""
 
     def __init__(self):
-        self._skipped: dict[str, set[int]] = {}
+        self._skipped: dict[str, set[str]] = {}
 
-    def add(self, role: str, indices) -> None:
-        if indices:
-            self._skipped.setdefault(role, set()).update(int(i) for i in indices)
+    def add(self, skipped) -> None:
+        """skipped: (set name, path) pairs, as a batch carries them."""
+        for name, path in skipped:
+            self._skipped.setdefault(name, set()).add(path)
 
     def counts(self) -> dict[str, int]:
-        return {name: len(idx) for name, idx in self._skipped.items()}
+        return {name: len(paths) for name, paths in sorted(self._skipped.items())}
 
-    def report(self, sets: dict[str, ImageSet]) -> str | None:
-        """Warns with one line per role with skipped images (a few example paths); None when nothing was skipped."""
+    def paths(self) -> dict[str, list[str]]:
+        return {name: sorted(paths) for name, paths in sorted(self._skipped.items())}
+
+    def readable(self, sets: dict[str, ImageSet]) -> dict[str, int]:
+        """The number of readable images of each set: what was listed, less what could not be read."""
+        return {name: len(images) - len(self._skipped.get(images.name, ())) for name, images in sets.items()}
+
+    def report(self, stage: str) -> str | None:
+        """Warns with one line per set with skipped images, naming every path; None when nothing was skipped."""
         if not self._skipped:
             return None
-        lines = []
-        for name, idx in sorted(self._skipped.items()):
-            images = sets.get(name)
-            examples = ""
-            if images is not None and images.paths is not None:
-                examples = ": " + ", ".join(images.paths[i] for i in sorted(idx)[:3]) + (" ..." if len(idx) > 3 else "")
-            lines.append(f"skipped {len(idx)} unreadable image(s) in {name!r}{examples}")
-        message = "\n".join(lines)
+        message = "\n".join(f"{stage}: skipped {len(paths)} unreadable image(s) in {name!r}: " + ", ".join(paths)
+                            for name, paths in self.paths().items())
         warnings.warn(message, stacklevel=2)
         return message

@@ -61,3 +61,13 @@ class TrainTransform:
         if random.random() < 0.5:
             img = img.transpose(Image.FLIP_LEFT_RIGHT)
         return to_tensor(img, self.channels)
+
+
+def eval_transform(data_cfg, photo: bool) -> EvalTransform:
+    """The transform of evaluation, embedding and pseudo-labelling (data_cfg: config.DataConfig)."""
+    return EvalTransform(data_cfg.image_size, data_cfg.channels, photo)
+
+
+def train_transform(data_cfg, photo: bool):
+    """Crops and flips for photos only: they would change a glyph's class."""
+    return TrainTransform(data_cfg.image_size, data_cfg.channels) if photo else eval_transform(data_cfg, photo)

@@ -7,7 +7,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from slade.search.knn import knn
-from slade.evaluation.retrieval import RetrievalEval
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from slade.evaluation.retrieval import RetrievalEval
 
 TILE, BORDER, GAP = 72, 4, 12
 QUERY_COLOUR, RIGHT, WRONG = (128, 128, 128), (0, 170, 0), (220, 0, 0)

@@ -9,6 +9,8 @@ from slade.search.kmeans import kmeans_assign
 from slade.search.knn import knn_chunks
 
 DEFAULT_RECALL_KS = (1, 10, 20, 40)
+# The headline metrics of every table and plot: (key, label).
+HEADLINE = (("map_at_r", "MAP@R"), ("r_precision", "RP"), ("precision_at_1", "P@1"))
 
 
 def _labels(labels, n: int, arg: str) -> np.ndarray:

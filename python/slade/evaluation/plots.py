@@ -8,17 +8,24 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on training machines
 import matplotlib.pyplot as plt  # noqa: E402
 
+from slade.evaluation.metrics import HEADLINE  # noqa: E402
+
 
 def plot_training_curves(history: list[dict], path: str | Path) -> None:
-    """history rows: {'epoch', 'loss', 'val': {'map_at_r', 'r_precision', 'precision_at_1', ...}}."""
+    """history rows: {'epoch', 'loss', 'val': {'map_at_r', 'r_precision', 'precision_at_1', ...}}; a stage without
+    validation (no 'val') gets the loss panel alone."""
     epochs = [row["epoch"] for row in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    validated = all("val" in row for row in history)
+    fig, axes = plt.subplots(1, 2 if validated else 1, figsize=(10 if validated else 5, 4), squeeze=False)
+    ax_loss = axes[0][0]
     ax_loss.plot(epochs, [row["loss"] for row in history], marker="o")
     ax_loss.set(xlabel="epoch", ylabel="training loss", title="loss")
-    for key, label in (("map_at_r", "MAP@R"), ("r_precision", "R-Precision"), ("precision_at_1", "P@1")):
-        ax_acc.plot(epochs, [row["val"][key] for row in history], marker="o", label=label)
-    ax_acc.set(xlabel="epoch", ylabel="validation", title="validation retrieval", ylim=(0, 1))
-    ax_acc.legend()
+    if validated:
+        ax_acc = axes[0][1]
+        for key, label in HEADLINE:
+            ax_acc.plot(epochs, [row["val"][key] for row in history], marker="o", label=label)
+        ax_acc.set(xlabel="epoch", ylabel="validation", title="validation retrieval", ylim=(0, 1))
+        ax_acc.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

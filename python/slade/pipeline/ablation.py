@@ -1,11 +1,13 @@
-"""SLADE's ablation on the glyph benchmark (METHOD.md, "Reference figures"): teacher; student with plain pseudo-label
+"""SLADE's ablation on the glyph benchmark (docs/method.md, "Reference figures"): teacher; student with plain pseudo-label
 pairs; + feature basis; + basis + confident-pair selection (literal, agree, agree with pseudo-label negatives).
 Per seed, the self-supervised init, the teacher and the pseudo labels are shared by the student variants
-(slade.selftrain's stages, resumable: rerun the same command to continue). Writes <out>/ablation.json and a markdown
+(the pipeline's stages, resumable: rerun the same command to continue). Writes <out>/ablation.json and a markdown
 table (mean +- sample std over seeds).
 
-    python scripts/ablation.py --out runs/ablation --seeds 0 1 2 3 4 [--set student.epochs=8 ...] [--markdown FILE]
-    python scripts/ablation.py --out runs/ablation --seeds 0 --tag _blr --set student.basis_lr=0.02  # a probe
+    python -m slade.pipeline.ablation --out runs/ablation --seeds 0 1 2 3 4 [--set student.epochs=8 ...] [--markdown FILE]
+    python -m slade.pipeline.ablation --out runs/ablation --seeds 0 --tag _blr --set student.basis_lr=0.02  # a probe
+
+The base config is configs/ablation_base.yaml (a study size for five seeds x five students on two CPU cores).
 """
 from __future__ import annotations
 
@@ -18,24 +20,16 @@ import time
 from pathlib import Path
 
 from slade import config
-from slade.cli.config_args import apply_overrides
+from slade.cli.config_args import override_pairs
 from slade.data.benchmark import build_benchmark
-from slade.runtime.devices import resolve_device
-from slade.runtime.metrics_log import MetricsLog
-from slade.pipeline.selftrain import pseudo_stage, selfsup_stage, student_stage, teacher_stage
+from slade.evaluation.metrics import HEADLINE
 from slade.pipeline.report import pair_summary
+from slade.pipeline.selftrain import selfsup_stage, teacher_stage
+from slade.runtime.context import RunContext
+from slade.runtime.stage_result import finished
+from slade.stages.pseudo_labels import load_pseudo_labels, pseudo_label
+from slade.stages.student import train_student
 
-# Small enough for five seeds x five students on two CPU cores; the students train as many epochs as the teacher.
-BASE = {
-    "data": {"name": "glyphs", "image_size": 24, "n_train_classes": 300, "n_test_classes": 300,
-             "n_novel_classes": 150},
-    "model": {"backbone": "small_cnn", "width": 16, "embedding_dim": 64},
-    "train": {"epochs": 10, "lr": 2e-3},
-    "eval": {"clustering": False, "grid_queries": 0},
-    "selfsup": {"epochs": 1, "batch_size": 128},
-    "pseudo": {"k": 300},
-    "student": {"epochs": 10, "warmup_steps": 30, "checkpoint_every": 0},
-}
 VARIANTS = {
     "plain pseudo-label pairs": {"basis": False, "selection": "none"},
     "+ basis": {"basis": True, "selection": "none"},
@@ -44,29 +38,32 @@ VARIANTS = {
     "+ basis + selection (agree, pseudo-label negatives)": {"basis": True, "selection": "agree",
                                                            "selection_negatives": "pseudo"},
 }
-HEADLINE = (("map_at_r", "MAP@R"), ("r_precision", "RP"), ("precision_at_1", "P@1"))
 PAIR_COLUMNS = (("pairs_pos", ".0f"), ("pairs_neg", ".0f"), ("pos_precision", ".3f"), ("neg_precision", ".3f"))
 
 
-def run_seed(cfg: config.Config, out: Path, variants: dict, tag: str, progress: bool) -> dict:
-    device = resolve_device(cfg.train.device)
+def run_seed(cfg: config.Config, variants: dict, tag: str, progress: bool) -> dict:
+    """One seed: the shared init, teacher and pseudo labels, then each student variant (resumable stages)."""
+    ctx = RunContext.from_config(cfg, progress=progress, resume=True)
     bench = build_benchmark(cfg.data)
-    init = selfsup_stage(cfg, bench, out / "init", device, resume=True, progress=progress)
-    teacher, teacher_state = teacher_stage(cfg, bench, init, out / "teacher", resume=True, progress=progress)
-    pseudo = pseudo_stage(cfg, bench, teacher_state, out / f"pseudo_k{cfg.pseudo.k}", device, resume=True,
-                          progress=progress)
-    result = {"teacher": teacher["test"], "pseudo": {k: v for k, v in pseudo.quality.items() if k != "sizes"},
+    init = selfsup_stage(cfg, bench, ctx)
+    teacher = teacher_stage(cfg, bench, init, ctx)
+    pseudo_dir = ctx.paths.root / f"pseudo_k{cfg.pseudo.k}"
+    pseudo_result = finished(pseudo_dir, "pseudo_labels", True) or pseudo_label(cfg, bench, ctx, pseudo_dir,
+                                                                               teacher.weights)
+    pseudo = load_pseudo_labels(pseudo_dir)
+    result = {"teacher": teacher.metrics, "pseudo": {k: v for k, v in pseudo_result.metrics.items() if k != "sizes"},
               "pairs": {}}
     for name, switches in variants.items():
         variant = copy.deepcopy(cfg)
         for key, value in switches.items():
             setattr(variant.student, key, value)
-        student_init = init if variant.student.init == "selfsup" else teacher_state
-        student_dir = out / (re.sub(r"[^\w-]+", "_", name).strip("_") + tag)
-        student, _ = student_stage(variant, bench, pseudo, student_init, student_dir, device, resume=True,
-                                   progress=progress)
-        result[name] = student["test"]
-        result["pairs"][name] = pair_summary(MetricsLog(student_dir / "steps.jsonl").read())
+        config.validate(variant)
+        student_init = init if variant.student.init == "selfsup" else teacher
+        student_dir = ctx.paths.root / (re.sub(r"[^\w-]+", "_", name).strip("_") + tag)
+        student = finished(student_dir, "student", True) or train_student(
+            variant, bench, pseudo, ctx, student_dir, None if student_init is None else student_init.weights)
+        result[name] = student.metrics
+        result["pairs"][name] = pair_summary(student.steps)
     return result
 
 
@@ -96,6 +93,7 @@ def table(per_seed: dict[int, dict], variants) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/ablation")
+    parser.add_argument("--config", default="ablation_base", help="the study's base config (a preset name or file)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
@@ -109,11 +107,11 @@ def main() -> None:
     variants = {name: VARIANTS[name] for name in args.variants}
     per_seed, began = {}, time.time()
     for seed in args.seeds:
-        cfg = apply_overrides(config.from_dict(config.Config, copy.deepcopy(BASE)), args.set, [])
-        cfg.train.seed = seed  # the data set stays the same (data.seed); training randomness changes
-        cfg.out_dir = str(out / f"seed{seed}")
+        # The data set stays the same (data.seed); training randomness changes with the seed.
+        cfg = config.build(args.config, [*override_pairs(args.set, []), ("runtime.seed", str(seed)),
+                                         ("runtime.out_dir", str(out / f"seed{seed}"))])
         config.save(cfg, out / f"seed{seed}{args.tag}.yaml")
-        per_seed[seed] = run_seed(cfg, Path(cfg.out_dir), variants, args.tag, not args.no_progress)
+        per_seed[seed] = run_seed(cfg, variants, args.tag, not args.no_progress)
         (out / f"ablation{args.tag}.json").write_text(json.dumps({"seeds": per_seed, "overrides": args.set,
                                                        "seconds": round(time.time() - began, 1)}, indent=2))
     text = table(per_seed, variants)

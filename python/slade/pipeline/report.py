@@ -1,13 +1,14 @@
 """The final report of a SLADE run: report.json (everything measured) and report.md (for people), plus the plots of
-selftrain_plots.py, written into the run directory."""
+report_plots.py, written into the run directory. It reads the stages' results from memory."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 from slade import config
-from slade.runtime.metrics_log import MetricsLog
-from slade.pipeline.report_plots import HEADLINE, plot_basis_stats, plot_comparison, plot_pseudo_quality, plot_selected_pairs
+from slade.runtime.stage_result import StageResult
+from slade.evaluation.metrics import HEADLINE
+from slade.pipeline.report_plots import plot_basis_stats, plot_comparison, plot_pseudo_quality, plot_selected_pairs
 
 PLOTS = {"compare.png": "teacher vs student", "pseudo_labels.png": "pseudo-label quality",
          "basis_stats.png": "mu+ / mu- of the basis similarity", "selected_pairs.png": "selected pairs per step"}
@@ -17,13 +18,26 @@ def _without(d: dict, *keys) -> dict:
     return {k: v for k, v in d.items() if k not in keys}
 
 
-def _test_metrics(runs: list[dict], concatenated: dict | None) -> dict[str, dict]:
+def _test_metrics(folds: list, concatenated: dict | None) -> dict[str, dict]:
     """Model name -> test metrics: the single model's, or the folds' concatenated embedding."""
     if concatenated is not None:
         return concatenated
-    run = runs[0]
-    return {"teacher": run["teacher"]["test"],
-            **{f"student_round{r['round']}": r["student"]["test"] for r in run["rounds"]}}
+    fold = folds[0]
+    return {"teacher": fold.teacher.metrics, **{f"student_round{r.round}": r.student.metrics for r in fold.rounds}}
+
+
+def _trained(result: StageResult) -> dict:
+    return {"best_epoch": result.best_epoch, "best_val_map_at_r": result.best_val_map_at_r, "test": result.metrics,
+            "seconds": result.seconds}
+
+
+def readable_sizes(bench, stages) -> dict[str, int]:
+    """Images per set that could be read: listed, less the unreadable ones any stage met."""
+    skipped: dict[str, set] = {}
+    for stage in stages:
+        for name, paths in stage.skipped.items():
+            skipped.setdefault(name, set()).update(paths)
+    return {role: len(images) - len(skipped.get(images.name, ())) for role, images in bench.sets().items()}
 
 
 def pair_summary(steps: list[dict]) -> dict:
@@ -48,7 +62,7 @@ def _markdown(report: dict) -> str:
              f"{report['folds']} fold(s){' (concatenated test embeddings)' if report['folds'] > 1 else ''}; "
              f"backbone {cfg['model']['backbone']}, {cfg['model']['embedding_dim']}-d; "
              f"{report['seconds'] / 60:.1f} min in this invocation.", "",
-             "Sizes: " + ", ".join(f"{k} {v}" for k, v in report["sizes"].items()), "",
+             "Readable images: " + ", ".join(f"{k} {v}" for k, v in report["sizes"].items()), "",
              "## Test classes", "",
              "| model | " + " | ".join(label for _, label in HEADLINE) + " | R@1 |",
              "|---|" + "---|" * (len(HEADLINE) + 1)]
@@ -77,23 +91,27 @@ def _markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(out: Path, cfg: config.Config, bench, runs: list[dict], concatenated: dict | None,
+def write_report(out: Path, cfg: config.Config, bench, folds: list, concatenated: dict | None, init,
                  seconds: float) -> dict:
-    steps = [[MetricsLog(Path(r["dir"]) / "student" / "steps.jsonl").read() for r in run["rounds"]] for run in runs]
+    """folds: the pipeline's FoldResults, read from memory; init: the self-supervised stage's result or None."""
+    stages = [s for f in folds for s in (f.teacher, *(x for r in f.rounds for x in (r.pseudo, r.student)))]
+    steps = [r.student.steps for r in folds[0].rounds]
     report = {
-        "benchmark": bench.name, "folds": len(runs), "rounds": len(runs[0]["rounds"]), "seconds": seconds,
-        "sizes": {name: len(images) for name, images in bench.sets().items()},
-        "test": _test_metrics(runs, concatenated),
-        "runs": [{"teacher": run["teacher"],
-                  "rounds": [{"round": r["round"], "pseudo": _without(r["pseudo"], "sizes"), "student": r["student"],
-                              "pairs": pair_summary(round_steps)} for r, round_steps in zip(run["rounds"], fold_steps)]}
-                 for run, fold_steps in zip(runs, steps)],
+        "benchmark": bench.name, "folds": len(folds), "rounds": len(folds[0].rounds), "seconds": seconds,
+        "sizes": readable_sizes(bench, stages + ([init] if init is not None else [])),
+        "skipped": {s.stage: s.skipped for s in stages if s.skipped},
+        "test": _test_metrics(folds, concatenated),
+        "runs": [{"teacher": _trained(f.teacher),
+                  "rounds": [{"round": r.round, "pseudo": _without(r.pseudo.metrics, "sizes"),
+                              "student": _trained(r.student), "pairs": pair_summary(r.student.steps)}
+                             for r in f.rounds]}
+                 for f in folds],
         "config": config.to_dict(cfg),
     }
     (out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     (out / "report.md").write_text(_markdown(report), encoding="utf-8")
     plot_comparison(report["test"], out / "compare.png")
-    plot_pseudo_quality([r["pseudo"] for r in runs[0]["rounds"]], out / "pseudo_labels.png")
-    plot_basis_stats(steps[0], out / "basis_stats.png")
-    plot_selected_pairs(steps[0], out / "selected_pairs.png")
+    plot_pseudo_quality([r.pseudo.metrics for r in folds[0].rounds], out / "pseudo_labels.png")
+    plot_basis_stats(steps, out / "basis_stats.png")
+    plot_selected_pairs(steps, out / "selected_pairs.png")
     return report

@@ -10,7 +10,7 @@ matplotlib.use("Agg")  # files only; no display on training machines
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-HEADLINE = (("map_at_r", "MAP@R"), ("r_precision", "R-Precision"), ("precision_at_1", "P@1"))
+from slade.evaluation.metrics import HEADLINE  # noqa: E402
 
 
 def _save(fig, path) -> None:

@@ -1,20 +1,27 @@
-"""Stage 3 of SLADE (METHOD.md): the teacher embeds the unlabeled set (eval transform, L2-normalised), k-means
+"""Stage 3 of SLADE (docs/method.md): the teacher embeds the unlabeled set (eval transform, L2-normalised), k-means
 (faiss, on the GPU when one is visible; plain torch when faiss is missing) clusters it, and each image takes the id of
 its nearest centroid. Cluster sizes are logged, and purity / NMI against the hidden true classes where the
 benchmark knows them (glyphs): those are never used for training."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from slade.runtime import checkpoint
-from slade.evaluation.metrics import nmi, purity
+from slade.data.benchmark import Benchmark
 from slade.data.imageset import ImageSet
+from slade.data.torch_dataset import SkipLog
+from slade.data.transforms import eval_transform
 from slade.evaluation.embedding import embed
+from slade.evaluation.metrics import nmi, purity
+from slade.models import build_model
+from slade.runtime import checkpoint
+from slade.runtime.context import RunContext
+from slade.runtime.stage_result import StageResult
 from slade.search.kmeans import kmeans_assign
 
 @dataclass
@@ -57,26 +64,39 @@ def quality(labels: np.ndarray, k: int, hidden: np.ndarray | None) -> dict:
     return out
 
 
-def make_pseudo_labels(model, unlabeled: ImageSet | None, transform, device, pseudo_cfg, eval_cfg, seed: int,
-                       amp: bool = False, skip_log=None, progress: bool = True) -> PseudoLabels:
-    """pseudo_cfg: config.PseudoLabelConfig; eval_cfg: config.EvalConfig (embedding batch size)."""
+def make_pseudo_labels(model, unlabeled: ImageSet | None, cfg, ctx: RunContext, photo: bool,
+                       skip_log: SkipLog | None = None) -> PseudoLabels:
+    """k-means of `model`'s embeddings of the readable unlabeled images (cfg: the run's config)."""
     if unlabeled is None:
         raise ValueError("the benchmark has no unlabeled set (data.unlabeled_root) to pseudo-label")
-    check_cluster_count(pseudo_cfg.k, len(unlabeled))
-    embeddings, _, indices = embed(model, unlabeled, transform, device, eval_cfg.batch_size, amp=amp,
-                                   skip_log=skip_log, role="unlabeled", progress=progress)
-    labels = cluster(embeddings.numpy(), pseudo_cfg.k, seed=seed, iterations=pseudo_cfg.iterations, gpu=pseudo_cfg.gpu)
+    check_cluster_count(cfg.pseudo.k, len(unlabeled))
+    embeddings, _, indices = embed(model, unlabeled, eval_transform(cfg.data, photo), ctx, cfg.eval.batch_size,
+                                   skip_log=skip_log)
+    labels = cluster(embeddings.numpy(), cfg.pseudo.k, seed=ctx.seed, iterations=cfg.pseudo.iterations,
+                     gpu=cfg.pseudo.gpu)
     indices = indices.numpy()
     hidden = unlabeled.hidden_labels[indices] if unlabeled.hidden_labels is not None else None
-    return PseudoLabels(labels, indices, quality(labels, pseudo_cfg.k, hidden))
+    return PseudoLabels(labels, indices, quality(labels, cfg.pseudo.k, hidden))
 
 
-def save(pseudo: PseudoLabels, out: Path) -> None:
-    """out/pseudo_labels.pt (the labels) and out/quality.json (for people)."""
+def pseudo_label(cfg, bench: Benchmark, ctx: RunContext, out: Path, teacher_weights: dict) -> StageResult:
+    """The stage: the teacher's pseudo labels in out/pseudo_labels.pt, their quality in the result's metrics and in
+    out/quality.json; unreadable unlabeled images are reported with their paths and left out."""
+    began = time.time()
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    checkpoint.save_atomic(pseudo.state(), out / "pseudo_labels.pt")
+    model = build_model(cfg.model, cfg.data.channels, cfg.data.image_size).to(ctx.device)
+    model.load_state_dict(teacher_weights)
+    skip_log = SkipLog()
+    pseudo = make_pseudo_labels(model, bench.unlabeled, cfg, ctx, bench.photo, skip_log)
+    checkpoint.save_atomic({"format": checkpoint.FORMAT, **pseudo.state()}, out / "pseudo_labels.pt")
     (out / "quality.json").write_text(json.dumps(pseudo.quality, indent=2), encoding="utf-8")
+    skip_log.report("pseudo labels")
+    return StageResult("pseudo_labels", out, round(time.time() - began, 1), metrics=pseudo.quality,
+                       skipped=skip_log.paths()).save()
 
 
-def load(out: Path) -> PseudoLabels:
-    return PseudoLabels.from_state(checkpoint.load(out / "pseudo_labels.pt"))
+def load_pseudo_labels(out: Path) -> PseudoLabels:
+    state = checkpoint.load(Path(out) / "pseudo_labels.pt", "pseudo-label file",
+                            keys=("format", "labels", "indices", "quality"))
+    return PseudoLabels.from_state(state)

@@ -1,9 +1,10 @@
-"""Stage 1 of SLADE (METHOD.md): self-supervised init of the backbone on the labeled and unlabeled images together,
-labels unused. NT-Xent (SimCLR) on two augmented views, through a projection MLP that is dropped afterwards; the
-cosine similarities come from slade_ext's basis-similarity kernel with an identity basis.
+"""Stage 1 of SLADE (docs/method.md): self-supervised init of the backbone on the labeled and unlabeled images
+together, labels unused, through the one training loop. NT-Xent (SimCLR) on two augmented views, through a
+projection MLP that is dropped afterwards; the cosine similarities come from slade_ext's basis-similarity kernel with
+an identity basis.
 
-Stage directory: last.pt (every epoch, full state, for --resume), init.pt (the model weights the teacher and the
-student start from), metrics.jsonl."""
+Stage directory: the loop's files (last.pt, metrics.jsonl, steps.jsonl, curves.png), init.pt (the model weights the
+teacher and the student start from) and result.json."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,22 +14,23 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import ConcatDataset, DataLoader
-from tqdm import tqdm
+from torch.utils.data import ConcatDataset
 
 from slade_ext import ops
 
 from slade import config
-from slade.runtime import checkpoint
 from slade.data.augment import ViewAugment
 from slade.data.benchmark import Benchmark
 from slade.data.samplers import RandomBatchSampler
-from slade.data.torch_dataset import ImageDataset, collate_skipping_unreadable
-from slade.runtime.devices import autocast
-from slade.runtime.metrics_log import MetricsLog
+from slade.data.torch_dataset import ImageDataset
+from slade.data.transforms import eval_transform
 from slade.models import build_model
-from slade.training.optim import build_optimizer, build_scheduler
+from slade.runtime import checkpoint
+from slade.runtime.context import RunContext
 from slade.runtime.seeding import seed_everything
+from slade.runtime.stage_result import StageResult
+from slade.training.loop import Loop
+from slade.training.optim import build_optimizer, build_scheduler
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -64,71 +66,56 @@ def view_augment(cfg: config.Config, photo: bool) -> ViewAugment:
     return ViewAugment(rotation=s.rotation, scale=tuple(s.scale), shift=s.shift, erase_prob=s.erase_prob, flip=photo)
 
 
-def train_selfsup(cfg: config.Config, bench: Benchmark, out: Path, device, resume: bool = False,
-                  progress: bool = True, on_epoch_end=()) -> dict:
-    """Trains (or continues from out/last.pt) and returns the model's state dict, also saved as out/init.pt."""
-    from slade.stages.teacher import eval_transform  # resize only: the views are made on the batch tensors
+class SelfSupTask:
+    name = "selfsup"
 
-    s = cfg.selfsup
-    out.mkdir(parents=True, exist_ok=True)
-    amp = cfg.train.amp and device.type == "cuda"
-    sets = [bench.labeled] + ([bench.unlabeled] if bench.unlabeled is not None else [])
-    dataset = ConcatDataset([ImageDataset(images, eval_transform(cfg, bench.photo)) for images in sets])
-    if s.batch_size < 2 or s.batch_size > len(dataset):
-        raise ValueError(f"selfsup.batch_size must be between 2 and the {len(dataset)} images, got {s.batch_size}")
-    seed_everything(cfg.train.seed)
-    model = build_model(cfg.model, cfg.data.channels, cfg.data.image_size).to(device)
-    projection = Projection(model.backbone.out_features, s.projection_dim).to(device)
-    schedule = dataclasses.replace(cfg.train, epochs=s.epochs, lr=s.lr, warmup_epochs=0)
-    optimizer = build_optimizer(list(model.backbone.parameters()) + list(projection.parameters()), schedule)
-    scheduler = build_scheduler(optimizer, schedule)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    sampler = RandomBatchSampler(len(dataset), s.batch_size, seed=cfg.train.seed)
-    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.data.workers,
-                        collate_fn=collate_skipping_unreadable)
-    augment = view_augment(cfg, bench.photo)
+    def __init__(self, cfg: config.Config, bench: Benchmark, ctx: RunContext):
+        s = cfg.selfsup
+        self.ctx, self.temperature = ctx, s.temperature
+        sets = [bench.labeled] + ([bench.unlabeled] if bench.unlabeled is not None else [])
+        # Resize only: the views are made on the batch tensors.
+        self.dataset = ConcatDataset([ImageDataset(images, eval_transform(cfg.data, bench.photo)) for images in sets])
+        if s.batch_size > len(self.dataset):
+            raise ValueError(f"selfsup.batch_size={s.batch_size} exceeds the {len(self.dataset)} images")
+        self.model = build_model(cfg.model, cfg.data.channels, cfg.data.image_size).to(ctx.device)
+        self.projection = Projection(self.model.backbone.out_features, s.projection_dim).to(ctx.device)
+        schedule = dataclasses.replace(cfg.train, epochs=s.epochs, lr=s.lr, warmup_epochs=0)
+        self.optimizer = build_optimizer(list(self.model.backbone.parameters()) + list(self.projection.parameters()),
+                                         schedule)
+        self.scheduler = build_scheduler(self.optimizer, schedule)
+        self.sampler = RandomBatchSampler(len(self.dataset), s.batch_size, seed=ctx.seed)
+        self.augment = view_augment(cfg, bench.photo)
 
-    history, start, last_path = [], 0, out / "last.pt"
-    if resume and last_path.is_file():
-        state = checkpoint.load(last_path)
-        checkpoint.restore(state, model=model, projection=projection, optimizer=optimizer, scheduler=scheduler,
-                           scaler=scaler)
-        history, start = state["history"], state["epoch"]
-    log = MetricsLog(out / "metrics.jsonl")
-    log.restart(history)
+    def parts(self) -> dict:
+        return {"model": self.model, "projection": self.projection, "optimizer": self.optimizer,
+                "scheduler": self.scheduler}
 
-    for epoch in range(start, s.epochs):
-        began = time.time()
-        seed_everything(cfg.train.seed, epoch + 1)  # the views of an epoch depend only on (seed, epoch)
-        sampler.set_epoch(epoch)
-        model.train()
-        total, steps = 0.0, 0
-        bar = tqdm(loader, desc=f"self-supervised epoch {epoch + 1}", leave=False, disable=not progress)
-        for batch in bar:
-            images = batch["images"].to(device)
-            if len(images) < 2:
-                continue
-            with autocast(device, amp):
-                z1 = projection(model.backbone(augment(images)))
-                z2 = projection(model.backbone(augment(images)))
-            loss = nt_xent(z1, z2, s.temperature)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            total, steps = total + loss.item(), steps + 1
-            bar.set_postfix(loss=f"{total / steps:.4f}")
-        scheduler.step()
-        row = {"epoch": epoch + 1, "loss": total / max(1, steps), "seconds": round(time.time() - began, 2)}
-        history.append(row)
-        checkpoint.save_atomic({"epoch": epoch + 1, "model": model.state_dict(), "projection": projection.state_dict(),
-                                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                "scaler": scaler.state_dict(), "history": history}, last_path)
-        log.append(row)
-        if progress:
-            tqdm.write(f"self-supervised epoch {epoch + 1}/{s.epochs}  NT-Xent {row['loss']:.4f}  ({row['seconds']} s)")
-        for hook in on_epoch_end:
-            hook(epoch + 1, row)
-    state = {"model": model.state_dict(), "config": config.to_dict(cfg), "history": history}
-    checkpoint.save_atomic(state, out / "init.pt")
-    return state["model"]
+    def train(self) -> None:
+        self.model.train()
+
+    def step(self, batch: dict, global_step: int):
+        images = batch["images"].to(self.ctx.device)
+        if len(images) < 2:
+            return None
+        with self.ctx.autocast():
+            z1 = self.projection(self.model.backbone(self.augment(images)))
+            z2 = self.projection(self.model.backbone(self.augment(images)))
+        return nt_xent(z1, z2, self.temperature), {}
+
+
+def train_selfsup(cfg: config.Config, bench: Benchmark, ctx: RunContext, out: Path, on_epoch_end=()) -> StageResult:
+    """Trains (or with ctx.resume continues from out/last.pt); the model's weights go to out/init.pt. The result's
+    metrics: the last epoch's NT-Xent."""
+    began = time.time()
+    seed_everything(ctx.seed)
+    task = SelfSupTask(cfg, bench, ctx)
+    loop = Loop(task, ctx, out, cfg.selfsup.epochs, config.to_dict(cfg), on_epoch_end=on_epoch_end)
+    trained = loop.run()
+    loop.skip_log.report("selfsup")
+    checkpoint.save_atomic({"format": checkpoint.FORMAT, "stage": "selfsup", "model": task.model.state_dict(),
+                            "config": config.to_dict(cfg)}, Path(out) / "init.pt")
+    return StageResult("selfsup", Path(out), round(time.time() - began, 1),
+                       metrics={"epochs": len(trained.history), "final_loss": trained.history[-1]["loss"]},
+                       history=trained.history, steps=trained.steps, skipped=loop.skip_log.paths(),
+                       weights_file="init.pt",
+                       weights=task.model.state_dict()).save()

@@ -15,8 +15,6 @@ import torch
 from slade_ext.basis import FeatureBasis
 from slade_ext.miners import ConfidentPairMiner
 
-SELECTIONS = ("none", "literal", "agree")
-NEGATIVES = ("threshold", "pseudo")
 
 
 def build_basis(student_cfg, num_classes: int, dim: int) -> FeatureBasis | None:
@@ -30,14 +28,7 @@ def build_basis(student_cfg, num_classes: int, dim: int) -> FeatureBasis | None:
 
 class StudentObjective:
     def __init__(self, student_cfg, loss_fn, miner, basis: FeatureBasis | None):
-        if student_cfg.selection not in SELECTIONS:
-            raise ValueError(f"student.selection must be one of {SELECTIONS}, got {student_cfg.selection!r}")
-        if student_cfg.selection_negatives not in NEGATIVES:
-            raise ValueError(f"student.selection_negatives must be one of {NEGATIVES}, "
-                             f"got {student_cfg.selection_negatives!r}")
-        if student_cfg.selection != "none" and basis is None:
-            raise ValueError(f"student.selection={student_cfg.selection!r} needs the feature basis "
-                             "(student.basis=true)")
+        """student_cfg: a validated config.StudentConfig (a selection needs the basis: config.validate says so)."""
         self.loss_fn, self.miner, self.basis = loss_fn, miner, basis
         self.lambda1, self.lambda2 = student_cfg.lambda1, student_cfg.lambda2
         self.selector, self.negatives = None, student_cfg.selection_negatives

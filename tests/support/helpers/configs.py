@@ -1,9 +1,10 @@
-"""Seconds-long configurations: a tiny glyph teacher run and a tiny SLADE pipeline run."""
+"""Seconds-long configurations (a tiny glyph teacher run and a tiny SLADE pipeline run) and their run context."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from slade import config
+from slade.runtime.context import RunContext
 
 
 def tiny_glyph_config(tmp_path: Path, epochs: int = 2) -> config.Config:
@@ -15,7 +16,7 @@ def tiny_glyph_config(tmp_path: Path, epochs: int = 2) -> config.Config:
     cfg.model.width, cfg.model.embedding_dim = 8, 32
     cfg.train.epochs, cfg.train.batch_size, cfg.train.m_per_class = epochs, 16, 4
     cfg.eval.recall_ks, cfg.eval.grid_queries, cfg.eval.clustering = [1, 2], 3, True
-    cfg.out_dir = str(tmp_path / "run")
+    cfg.runtime.out_dir = str(tmp_path / "run")
     return cfg
 
 
@@ -29,3 +30,8 @@ def tiny_selftrain_config(tmp_path: Path, student_epochs: int = 2) -> config.Con
     s.epochs, s.labeled_batch, s.unlabeled_batch, s.unlabeled_m = student_epochs, 16, 16, 4
     s.warmup_steps, s.checkpoint_every = 1, 1
     return cfg
+
+
+def quiet_context(cfg: config.Config, resume: bool = False) -> RunContext:
+    """The run context of `cfg` without progress bars."""
+    return RunContext.from_config(cfg, progress=False, resume=resume)

@@ -18,15 +18,17 @@ def test_corrupt_and_missing_images_are_skipped_and_reported(tmp_path):
                         collate_fn=collate_skipping_unreadable)
     log = SkipLog()
     batch = next(iter(loader))
-    log.add("labeled", batch["skipped"])
+    log.add(batch["skipped"])
     assert batch["images"].shape == (3, 3, 8, 8)
     assert batch["indices"].tolist() == [0, 2, 4] and batch["labels"].tolist() == [0, 1, 1]
-    assert log.counts() == {"labeled": 2}
+    assert log.counts() == {"photos": 2}
+    assert log.paths() == {"photos": sorted([str(paths[1]), str(paths[3])])}
+    assert log.readable({"labeled": images}) == {"labeled": 3}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        message = log.report({"labeled": images})
-    assert "skipped 2 unreadable image(s) in 'labeled'" in message
-    assert "b.jpg" in message and "missing.jpg" in message and len(caught) == 1
+        message = log.report("teacher")
+    assert "teacher: skipped 2 unreadable image(s) in 'photos'" in message
+    assert str(paths[1]) in message and str(paths[3]) in message and len(caught) == 1
 
 
 def test_nothing_skipped_reports_nothing():
@@ -35,7 +37,7 @@ def test_nothing_skipped_reports_nothing():
                         collate_fn=collate_skipping_unreadable)
     batch = next(iter(loader))
     assert batch["images"].shape == (2, 1, 6, 6) and batch["skipped"] == []
-    assert SkipLog().report({}) is None
+    assert SkipLog().report("teacher") is None
 
 
 def test_eval_transform_photo_protocol():

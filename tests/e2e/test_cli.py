@@ -21,13 +21,13 @@ def test_train_teacher_then_evaluate(tmp_path, capsys):
     cfg_file = tmp_path / "teacher.yaml"
     config.save(cfg, cfg_file)
     out = tmp_path / "cli_run"
-    code = main(["train-teacher", "--config", str(cfg_file), "--set", "train.lr=2e-3", "--out-dir", str(out),
-                 "--train.seed", "3", "--no-progress"])
+    code = main(["train-teacher", "--config", str(cfg_file), "--set", "train.lr=2e-3", "--runtime.out_dir", str(out),
+                 "--runtime.seed", "3", "--no-progress"])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert RUN_FILES <= {p.name for p in out.iterdir()}
     saved = yaml.safe_load((out / "config.yaml").read_text())
-    assert saved["train"]["lr"] == 2e-3 and saved["train"]["seed"] == 3 and saved["out_dir"] == str(out)
+    assert saved["train"]["lr"] == 2e-3 and saved["runtime"]["seed"] == 3 and saved["runtime"]["out_dir"] == str(out)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r.get("epoch") for r in rows] == [1, 2, None]
     assert json.loads((out / "test_metrics.json").read_text()) == result["test"]
@@ -48,7 +48,7 @@ def test_resume_flag_continues_the_run(tmp_path, capsys):
     cfg = tiny_glyph_config(tmp_path, epochs=1)
     cfg_file = tmp_path / "c.json"
     cfg_file.write_text(json.dumps(config.to_dict(cfg)))
-    log = Path(cfg.out_dir) / "metrics.jsonl"
+    log = Path(cfg.runtime.out_dir) / "metrics.jsonl"
     assert main(["train-teacher", "--config", str(cfg_file), "--no-progress"]) == 0
     first_epoch = json.loads(log.read_text().splitlines()[0])
     assert main(["train-teacher", "--config", str(cfg_file), "--train.epochs=2", "--resume", "--no-progress"]) == 0
@@ -76,3 +76,37 @@ def test_info_runs_as_a_module():
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert "uses_gpu" in report["faiss"] and report["torch"]
+
+
+def test_evaluate_takes_paths_from_the_user_not_the_checkpoint(tmp_path, capsys):
+    """A crafted checkpoint cannot choose where files are read or written: path fields come from the command line
+    (or its config), everything else from the checkpoint's config."""
+    import torch
+
+    cfg = tiny_glyph_config(tmp_path, epochs=1)
+    cfg_file = tmp_path / "teacher.yaml"
+    config.save(cfg, cfg_file)
+    assert main(["train-teacher", "--config", str(cfg_file), "--no-progress"]) == 0
+    capsys.readouterr()
+    best = Path(cfg.runtime.out_dir) / "best.pt"
+    state = torch.load(best, weights_only=True)
+    evil = tmp_path / "evil"
+    state["config"]["data"]["cache_dir"] = str(evil / "cache")
+    state["config"]["runtime"]["out_dir"] = str(evil / "out")
+    state["config"]["eval"]["recall_ks"] = [1, 3]  # a non-path field: taken from the checkpoint
+    crafted = tmp_path / "crafted.pt"
+    torch.save(state, crafted)
+    assert main(["evaluate", "--checkpoint", str(crafted), "--config", str(cfg_file), "--no-progress"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert not evil.exists()
+    assert "recall_at_3" in evaluated["test"]
+    saved = yaml.safe_load((tmp_path / "eval" / "config.yaml").read_text())
+    assert saved["data"]["cache_dir"] == cfg.data.cache_dir
+
+
+def test_damaged_checkpoint_is_a_clear_cli_error(tmp_path, capsys):
+    bad = tmp_path / "best.pt"
+    bad.write_bytes(b"")
+    assert main(["evaluate", "--checkpoint", str(bad), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "is empty (0 bytes)" in err and "Traceback" not in err

@@ -155,9 +155,14 @@ def test_plain_variant_uses_pseudo_label_pairs_and_no_basis():
 @pytest.mark.parametrize("overrides,match", [({"selection": "greedy"}, "student.selection"),
                                              ({"basis": False, "selection": "literal"}, "student.basis"),
                                              ({"selection_negatives": "easy"}, "student.selection_negatives")])
-def test_bad_switches_are_clear_errors(overrides, match):
-    with pytest.raises(ValueError, match=match):
-        make_objective(student_cfg(**overrides))
+def test_bad_switches_are_caught_by_the_config_before_the_objective(overrides, match):
+    from slade import config
+
+    cfg = config.Config()
+    for key, value in overrides.items():
+        setattr(cfg.student, key, value)
+    with pytest.raises(config.ConfigError, match=match):
+        config.validate(cfg, filesystem=False)
 
 
 def test_restarted_averages_are_seeded_by_the_next_batch():

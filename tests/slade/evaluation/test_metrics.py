@@ -162,11 +162,11 @@ def test_model_evaluation_on_query_gallery_benchmark(tmp_path):
     """In-shop style: the test role searches the gallery with the queries, and the grid shows gallery images."""
     from PIL import Image
 
-    from slade.config import EvalConfig, ModelConfig
+    from slade import config
     from slade.data.imageset import ImageSet
     from slade.data.benchmark import Benchmark
-    from slade.data.transforms import EvalTransform
     from slade.models import build_model
+    from slade.runtime.context import RunContext
     from slade.evaluation.retrieval import evaluate_role
     from slade.evaluation.grid import save_retrieval_grid
 
@@ -177,14 +177,15 @@ def test_model_evaluation_on_query_gallery_benchmark(tmp_path):
     query = ImageSet(labels=labels[:6], class_names=list("abcdef"), arrays=arrays[:6], name="query")
     bench = Benchmark(name="shop", labeled=gallery, query=query, gallery=gallery, photo=False)
     torch.manual_seed(0)
-    model = build_model(ModelConfig(width=4, embedding_dim=8), 1, 16)
-    cfg = EvalConfig(recall_ks=[1, 4])
-    result = evaluate_role(model, bench, "test", EvalTransform(16, 1, photo=False), torch.device("cpu"), cfg,
-                           progress=False)
+    cfg = config.Config()
+    cfg.model.width, cfg.model.embedding_dim, cfg.data.image_size, cfg.eval.recall_ks = 4, 8, 16, [1, 4]
+    model = build_model(cfg.model, 1, 16)
+    ctx = RunContext.from_config(cfg, progress=False)
+    result = evaluate_role(model, bench, "test", cfg, ctx)
     assert result.reference is not None and result.metrics["num_queries"] == 6
     emb_q, emb_g = result.query.embeddings.numpy(), result.reference.embeddings.numpy()
     assert result.metrics == pytest.approx(retrieval_metrics(emb_q, labels[:6], emb_g, labels[6:], (1, 4)))
     save_retrieval_grid(result, tmp_path / "grid.png", n_queries=3, top=5)
     assert Image.open(tmp_path / "grid.png").size == (72 * 6 + 12, 72 * 3)
     with pytest.raises(ValueError, match="role"):
-        evaluate_role(model, bench, "train", EvalTransform(16, 1, photo=False), torch.device("cpu"), cfg)
+        evaluate_role(model, bench, "train", cfg, ctx)

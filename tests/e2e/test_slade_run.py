@@ -10,22 +10,24 @@ import torch
 from slade import config
 from slade.runtime import checkpoint
 from slade.cli.main import main
-from slade.data.benchmark import build_benchmark
-from slade.data.folds import fold_benchmarks
 from slade.pipeline.selftrain import run_selftrain
 from slade_ext.basis import FeatureBasis
-from helpers.configs import tiny_selftrain_config
+from helpers.configs import quiet_context, tiny_selftrain_config
 from helpers.images import write_image
 
 STAGE_FILES = {"init": {"init.pt", "last.pt", "result.json"},
                "teacher": {"best.pt", "last.pt", "result.json", "test_metrics.json"},
-               "round1/pseudo": {"pseudo_labels.pt", "quality.json"},
+               "round1/pseudo": {"pseudo_labels.pt", "quality.json", "result.json"},
                "round1/student": {"best.pt", "last.pt", "result.json", "steps.jsonl", "test_metrics.json"}}
 PLOTS = ("compare.png", "pseudo_labels.png", "basis_stats.png", "selected_pairs.png")
 
 
 class Interrupted(Exception):
     pass
+
+
+def pipeline(cfg, resume=False, on_step_end=()):
+    return run_selftrain(cfg, quiet_context(cfg, resume), on_step_end=on_step_end)
 
 
 def test_slade_run_through_the_cli(tmp_path, capsys):
@@ -74,18 +76,18 @@ def test_resume_in_the_middle_of_the_student_equals_an_uninterrupted_run(tmp_pat
     straight = tiny_selftrain_config(tmp_path / "a", student_epochs=3)
     resumed = tiny_selftrain_config(tmp_path / "b", student_epochs=3)
     resumed.data.cache_dir = straight.data.cache_dir
-    full = run_selftrain(straight, progress=False)
+    full = pipeline(straight)
 
     def stop(step, row):
         if step == 4:  # step 1 of epoch 2 (three steps per epoch), after its mid-epoch checkpoint
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        run_selftrain(resumed, progress=False, on_step_end=[stop])
+        pipeline(resumed, on_step_end=[stop])
     saved = checkpoint.load(tmp_path / "b" / "run" / "round1" / "student" / "last.pt")
     assert (saved["epoch"], saved["step_in_epoch"], saved["global_step"]) == (1, 1, 4)
     assert not (tmp_path / "b" / "run" / "round1" / "student" / "result.json").exists()
-    finished = run_selftrain(resumed, resume=True, progress=False)
+    finished = pipeline(resumed, resume=True)
 
     assert finished["test"] == full["test"]
     a, b = (tmp_path / x / "run" / "round1" / "student" for x in ("a", "b"))
@@ -110,7 +112,7 @@ def test_averages_restart_once_when_the_warmup_ends(tmp_path, monkeypatch, resta
         original(self)
 
     monkeypatch.setattr(FeatureBasis, "restart_averages", spy)
-    run_selftrain(cfg, progress=False, on_step_end=[lambda step, row: steps_done.__setitem__(0, step)])
+    pipeline(cfg, on_step_end=[lambda step, row: steps_done.__setitem__(0, step)])
     assert steps_done[0] > 2
     assert restarted_after == ([2] if restart else [])
 
@@ -120,7 +122,7 @@ def test_rounds_and_folds_concatenate_the_fold_models(tmp_path):
     cfg.selftrain.rounds, cfg.selftrain.folds = 2, 2
     cfg.train.epochs, cfg.student.init = 1, "teacher"
     cfg.student.labeled_batch = 8  # two classes x 4 per batch: each fold trains on half the labeled classes
-    report = run_selftrain(cfg, progress=False)
+    report = pipeline(cfg)
     out = tmp_path / "run"
     assert set(report["test"]) == {"teacher", "student_round1", "student_round2"}
     assert len(report["runs"]) == 2 and all(len(run["rounds"]) == 2 for run in report["runs"])
@@ -134,22 +136,10 @@ def test_rounds_and_folds_concatenate_the_fold_models(tmp_path):
     assert report["test"]["teacher"] != single  # the concatenated embedding, not fold 1's alone
 
 
-def test_folds_are_class_disjoint_and_cover_the_labeled_classes(tmp_path):
-    bench = build_benchmark(tiny_selftrain_config(tmp_path).data)
-    folds = fold_benchmarks(bench, 3, seed=0)
-    names = set(bench.labeled.class_names)
-    held = [set(f.val.class_names) for f in folds]
-    assert set().union(*held) == names and sum(map(len, held)) == len(names)
-    for f, h in zip(folds, held):
-        assert set(f.labeled.class_names) == names - h and f.test is bench.test and f.unlabeled is bench.unlabeled
-    with pytest.raises(ValueError, match="selftrain.folds"):
-        fold_benchmarks(bench, 0, seed=0)
-
-
-@pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[1].glob("configs/*.yaml")))
+@pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[2].glob("configs/*.yaml")))
 def test_shipped_configs_load(path):
-    cfg = config.load(path)
-    assert cfg.model.backbone == "efficientnet_lite0" and cfg.pseudo.k > 0 and cfg.out_dir.startswith("runs/")
+    cfg = config.validate(config.load(path), filesystem=False)
+    assert cfg.pseudo.k > 0 and cfg.runtime.out_dir.startswith("runs/")
 
 
 def test_photo_folders_with_an_unlabeled_folder(tmp_path):
@@ -167,24 +157,65 @@ def test_photo_folders_with_an_unlabeled_folder(tmp_path):
     cfg.train.epochs, cfg.train.batch_size, cfg.student.labeled_batch, cfg.pseudo.k = 1, 8, 8, 3
     cfg.selfsup.batch_size, cfg.student.unlabeled_batch = 16, 8  # 4 labeled classes x 4 + 12 unlabeled images
     with pytest.warns(UserWarning, match="chosen on the test set"):
-        report = run_selftrain(cfg, progress=False)
+        report = pipeline(cfg)
     assert report["benchmark"] == "folders" and report["sizes"]["unlabeled"] == 12
     assert "purity" not in report["runs"][0]["rounds"][0]["pseudo"]  # no hidden labels: nothing to compare with
 
 
 def test_slade_run_defaults_to_the_cpu_glyph_preset(monkeypatch, capsys):
     import slade.pipeline.selftrain
-    from slade.config.presets import GLYPHS_CPU
 
     seen = {}
 
-    def fake_run(cfg, resume, progress):
-        seen.update(cfg=cfg, resume=resume, progress=progress)
+    def fake_run(cfg, ctx):
+        seen.update(cfg=cfg, ctx=ctx)
         return {"test": {}, "seconds": 0.0}
 
     monkeypatch.setattr(slade.pipeline.selftrain, "run_selftrain", fake_run)
     assert main(["run", "--student.epochs", "3", "--resume"]) == 0
-    cfg = seen["cfg"]
-    assert cfg.data.n_novel_classes == GLYPHS_CPU["data"]["n_novel_classes"] and cfg.model.width == 16
-    assert cfg.student.epochs == 3 and cfg.out_dir == "runs/slade" and seen["resume"] and seen["progress"]
+    cfg, preset = seen["cfg"], config.preset("glyphs_cpu")
+    assert cfg.data.n_novel_classes == preset.data.n_novel_classes and cfg.model.width == preset.model.width == 16
+    assert cfg.student.epochs == 3 and cfg.runtime.out_dir == "runs/slade" and seen["ctx"].resume
+    assert seen["ctx"].progress
     assert json.loads(capsys.readouterr().out)["out_dir"] == "runs/slade"
+
+
+def test_workers_reach_every_loader(tmp_path, monkeypatch):
+    """runtime.workers reaches every DataLoader of a run: the training loops, validation and test embedding, and
+    the embedding of the unlabeled set for the pseudo labels."""
+    from torch.utils.data import DataLoader
+
+    cfg = tiny_selftrain_config(tmp_path, student_epochs=1)
+    cfg.runtime.workers, cfg.train.epochs = 1, 1
+    made = []
+    real_init = DataLoader.__init__
+
+    def spy(self, *args, **kwargs):
+        made.append((kwargs.get("num_workers"), type(kwargs.get("batch_sampler")).__name__))
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(DataLoader, "__init__", spy)
+    pipeline(cfg)
+    assert len(made) >= 6 and all(workers == 1 for workers, _ in made), made
+
+
+def test_unreadable_unlabeled_images_are_reported_by_path(tmp_path):
+    from helpers.images import write_corrupt
+
+    for c in range(8):
+        for i in range(4):
+            write_image(tmp_path / "labeled" / f"class{c}" / f"{i}.png", seed=10 * c + i)
+    for i in range(12):
+        write_image(tmp_path / "unlabeled" / f"{i}.png", seed=100 + i)
+    bad = write_corrupt(tmp_path / "unlabeled" / "broken.png")
+    cfg = tiny_selftrain_config(tmp_path, student_epochs=1)
+    cfg.data.name, cfg.data.root, cfg.data.unlabeled_root = "folders", str(tmp_path / "labeled"), str(tmp_path / "unlabeled")
+    cfg.data.channels, cfg.data.image_size, cfg.data.val_fraction = 3, 16, 0.25
+    cfg.train.epochs, cfg.train.batch_size, cfg.student.labeled_batch, cfg.pseudo.k = 1, 8, 8, 3
+    cfg.selfsup.batch_size, cfg.student.unlabeled_batch = 16, 8
+    with pytest.warns(UserWarning, match=rf"pseudo labels: skipped 1 unreadable image\(s\) in 'unlabeled': {bad}"):
+        report = pipeline(cfg)
+    assert report["sizes"]["unlabeled"] == 12  # the readable ones: 13 listed, 1 broken
+    assert report["skipped"]["pseudo_labels"] == {"unlabeled": [str(bad)]}
+    assert report["runs"][0]["rounds"][0]["pseudo"]["n"] == 12
+    assert "Readable images:" in (tmp_path / "run" / "report.md").read_text()
