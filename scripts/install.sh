@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 extras="cpu"
 [ "${1:-}" = "--test" ] && extras="cpu,test"
 
-# Debian fonts for the glyph benchmark (a subset of DATA.md's list) and Fashion-MNIST.
+# Debian fonts for the glyph benchmark (a subset of docs/data.md's list) and Fashion-MNIST.
 APT_PACKAGES="fontconfig fonts-ipafont-gothic fonts-ipafont-mincho fonts-vlgothic fonts-wqy-zenhei
   fonts-wqy-microhei fonts-arphic-uming fonts-arphic-ukai dataset-fashion-mnist"
 if [ "${SKIP_APT:-0}" != "1" ]; then

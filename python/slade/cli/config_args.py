@@ -48,3 +48,18 @@ def override_pairs(sets: list[str], extra: list[str]) -> list[tuple[str, str]]:
 def config_from_args(args, extra: list[str]) -> config.Config:
     """The preset or --config file, with the command line's overrides, validated."""
     return config.build(getattr(args, "config", None), override_pairs(args.set, extra))
+
+
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """What every training command takes: the config options, --resume and --no-progress."""
+    add_config_arguments(parser)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in runtime.out_dir where it stopped (finished stages are kept)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def context_from_args(cfg: config.Config, args):
+    """The run context of a training command."""
+    from slade.runtime.context import RunContext
+
+    return RunContext.from_config(cfg, progress=not args.no_progress, resume=args.resume)

@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import json
 
-from slade.cli.config_args import add_config_arguments, config_from_args
+from slade.cli.config_args import add_training_arguments, config_from_args, context_from_args
 
 NAME = "train-teacher"
 HELP = "train the teacher (backbone + embedding head) on the labeled classes"
 
 
 def add_arguments(parser) -> None:
-    add_config_arguments(parser)
-    parser.add_argument("--resume", action="store_true", help="continue the run in runtime.out_dir from its last.pt")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_training_arguments(parser)
 
 
 def run(args, extra) -> int:
     cfg = config_from_args(args, extra)
     from slade.data.benchmark import build_benchmark  # heavy imports only once the config is known to be good
-    from slade.runtime.context import RunContext
     from slade.stages.teacher import train_teacher
 
-    ctx = RunContext.from_config(cfg, progress=not args.no_progress, resume=args.resume)
+    ctx = context_from_args(cfg, args)
     result = train_teacher(cfg, build_benchmark(cfg.data), ctx, ctx.paths.root)
     print(json.dumps({"out_dir": cfg.runtime.out_dir, "best_epoch": result.best_epoch,
                       "best_val_map_at_r": result.best_val_map_at_r, "test": result.metrics}, indent=2))

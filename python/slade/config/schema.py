@@ -44,7 +44,7 @@ class DataConfig:
     channels: Channels = 1  # 1 (grey) or 3 (RGB); backbones adapt either
     val_fraction: float = 0.1  # share of the training classes held out (class-disjoint) to pick the best epoch
     seed: int = 0  # the data set's own seed (glyph jitter, face roles, validation classes, folds)
-    # The glyph benchmark (DATA.md); None = all of them.
+    # The glyph benchmark (docs/data.md); None = all of them.
     fonts: str | None = _path()  # font directory; default: whatever fc-list finds
     n_fonts: int | None = None
     n_train_classes: int | None = None
@@ -124,7 +124,7 @@ class PseudoLabelConfig:
 
 @dataclass
 class StudentConfig:
-    """SLADE stage 4: the student with feature basis learning and confident-pair selection (METHOD.md)."""
+    """SLADE stage 4: the student with feature basis learning and confident-pair selection (docs/method.md)."""
     epochs: int = 20
     labeled_batch: int = 32  # m-per-class on labels (m = train.m_per_class)
     unlabeled_batch: int = 32  # m-per-class on pseudo labels
@@ -133,7 +133,7 @@ class StudentConfig:
     basis_lr: float | None = None  # W's learning rate; None: the student's
     basis: bool = True  # false: plain pseudo-label pairs (ablation)
     selection: Selection = "literal"
-    selection_negatives: SelectionNegatives = "threshold"  # threshold (s <= T2 = mu-, METHOD.md) | pseudo (plain's)
+    selection_negatives: SelectionNegatives = "threshold"  # threshold (s <= T2 = mu-, docs/method.md) | pseudo (plain's)
     lambda1: float = 1.0  # weight of L_rank on the unlabeled pairs
     lambda2: float = 0.25  # weight of L_Basis = L_CE + L_SD
     sd_margin: float = 0.5

@@ -1,4 +1,4 @@
-"""A benchmark: its image sets by SLADE role (METHOD.md), and how to build one from the data section of the config."""
+"""A benchmark: its image sets by SLADE role (docs/method.md), and how to build one from the data section of the config."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,4 +1,4 @@
-"""The paper's protocol (METHOD.md, "Protocol and metrics"): the labeled classes split into class-disjoint folds;
+"""The paper's protocol (docs/method.md, "Protocol and metrics"): the labeled classes split into class-disjoint folds;
 fold i trains on the other folds' classes and validates on its own."""
 from __future__ import annotations
 

@@ -109,7 +109,7 @@ class RandomBatchSampler(Sampler[list[int]]):
 
 class JointBatchSampler(Sampler[list[int]]):
     """Per step, one labeled batch then one unlabeled batch, concatenated as indices into a dataset that holds the
-    labeled items first and the unlabeled items from `unlabeled_offset` on (METHOD.md: 32 + 32). The epoch follows
+    labeled items first and the unlabeled items from `unlabeled_offset` on (docs/method.md: 32 + 32). The epoch follows
     the labeled sampler; the unlabeled one restarts (new random stream) whenever it runs out."""
 
     def __init__(self, labeled, unlabeled, unlabeled_offset: int):

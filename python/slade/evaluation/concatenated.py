@@ -1,4 +1,4 @@
-"""The test metrics of the paper's fold protocol (METHOD.md, "Protocol and metrics"): the embeddings of the folds'
+"""The test metrics of the paper's fold protocol (docs/method.md, "Protocol and metrics"): the embeddings of the folds'
 models concatenated (4 x 128-d -> 512-d) and L2-normalised."""
 from __future__ import annotations
 

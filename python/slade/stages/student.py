@@ -19,16 +19,15 @@ from slade.data.benchmark import Benchmark
 from slade.data.samplers import JointBatchSampler, MPerClassBatchSampler
 from slade.data.torch_dataset import ImageDataset
 from slade.data.transforms import train_transform
-from slade.evaluation.retrieval import evaluate_role, test_and_report, validation_role
 from slade.models import build_model
 from slade.runtime.context import RunContext
 from slade.runtime.seeding import seed_everything
 from slade.runtime.stage_result import StageResult
 from slade.stages.pseudo_labels import PseudoLabels
 from slade.stages.student_objective import StudentObjective, build_basis
-from slade.training.loop import Loop
 from slade.training.optim import build_optimizer, build_scheduler
 from slade.training.registry import build_loss, build_miner
+from slade.training.validated import train_validate_test
 
 
 def joint_sampler(cfg: config.Config, seed: int, labeled_labels, pseudo_labels, offset: int) -> JointBatchSampler:
@@ -111,20 +110,7 @@ def train_student(cfg: config.Config, bench: Benchmark, pseudo: PseudoLabels, ct
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config.save(cfg, out / "config.yaml")
-    role = validation_role(bench, "student")
     seed_everything(ctx.seed)
     task = StudentTask(cfg, bench, pseudo, ctx, init_weights)
-    loop = Loop(task, ctx, out, cfg.student.epochs, config.to_dict(cfg), on_step_end=on_step_end,
-                checkpoint_every=cfg.student.checkpoint_every,
-                validate=lambda model, skip_log: evaluate_role(model, bench, role, cfg, ctx, skip_log).metrics)
-    trained = loop.run()
-    loop.load_best()
-    test = test_and_report(task.model, bench, cfg, ctx, out, loop.skip_log)
-    loop.epoch_log.append({"event": "test", "best_epoch": trained.best["epoch"], "test": test,
-                           "skipped": loop.skip_log.paths()})
-    loop.skip_log.report("student")
-    return StageResult("student", out, round(time.time() - began, 1), metrics=test,
-                       best_epoch=trained.best["epoch"], best_val_map_at_r=trained.best["map_at_r"],
-                       history=trained.history, steps=trained.steps, skipped=loop.skip_log.paths(),
-                       weights_file="best.pt",
-                       weights=task.model.state_dict()).save()
+    return train_validate_test(task, cfg, bench, ctx, out, cfg.student.epochs, began,
+                               checkpoint_every=cfg.student.checkpoint_every, on_step_end=on_step_end)

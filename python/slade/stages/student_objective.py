@@ -1,4 +1,4 @@
-"""The student's objective (METHOD.md, "Objective and schedule"):
+"""The student's objective (docs/method.md, "Objective and schedule"):
 
     L = L_rank(labeled) + lambda1 * L_rank(unlabeled pairs) + lambda2 * (L_CE + L_SD)
 

@@ -14,14 +14,13 @@ from slade.data.benchmark import Benchmark
 from slade.data.samplers import MPerClassBatchSampler
 from slade.data.torch_dataset import ImageDataset
 from slade.data.transforms import train_transform
-from slade.evaluation.retrieval import evaluate_role, test_and_report, validation_role
 from slade.models import build_model
 from slade.runtime.context import RunContext
 from slade.runtime.seeding import seed_everything
 from slade.runtime.stage_result import StageResult
-from slade.training.loop import Loop
 from slade.training.optim import build_optimizer, build_scheduler
 from slade.training.registry import build_loss, build_miner
+from slade.training.validated import train_validate_test
 
 
 class TeacherTask:
@@ -65,17 +64,4 @@ def train_teacher(cfg: config.Config, bench: Benchmark, ctx: RunContext, out: Pa
     config.save(cfg, out / "config.yaml")
     seed_everything(ctx.seed)
     task = TeacherTask(cfg, bench, ctx, init_weights)
-    role = validation_role(bench, "teacher")
-    loop = Loop(task, ctx, out, cfg.train.epochs, config.to_dict(cfg), on_epoch_end=on_epoch_end,
-                validate=lambda model, skip_log: evaluate_role(model, bench, role, cfg, ctx, skip_log).metrics)
-    trained = loop.run()
-    loop.load_best()
-    test = test_and_report(task.model, bench, cfg, ctx, out, loop.skip_log)
-    loop.epoch_log.append({"event": "test", "best_epoch": trained.best["epoch"], "test": test,
-                           "skipped": loop.skip_log.paths()})
-    loop.skip_log.report("teacher")
-    return StageResult("teacher", out, round(time.time() - began, 1), metrics=test,
-                       best_epoch=trained.best["epoch"], best_val_map_at_r=trained.best["map_at_r"],
-                       history=trained.history, steps=trained.steps, skipped=loop.skip_log.paths(),
-                       weights_file="best.pt",
-                       weights=task.model.state_dict()).save()
+    return train_validate_test(task, cfg, bench, ctx, out, cfg.train.epochs, began, on_epoch_end=on_epoch_end)

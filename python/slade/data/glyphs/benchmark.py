@@ -1,4 +1,4 @@
-"""The default benchmark: CJK glyphs across typefaces, in the roles of DATA.md (labeled = train classes x half the
+"""The default benchmark: CJK glyphs across typefaces, in the roles of docs/data.md (labeled = train classes x half the
 faces; unlabeled = train classes x the other faces + novel JIS kanji; test = test classes x all faces)."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The glyph benchmark's classes, enumerated with Python's own codecs (DATA.md): han characters U+4E00-U+9FFF that are
+"""The glyph benchmark's classes, enumerated with Python's own codecs (docs/data.md): han characters U+4E00-U+9FFF that are
 level 1 in JIS X 0208 (EUC-JP lead byte 0xB0-0xCF), GB2312 (lead byte 0xB0-0xD7) and frequent Big5 (0xA440-0xC67E)."""
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from slade.data.glyphs.render import NO_JITTER, render_glyph
 
 FONT_SUFFIXES = (".ttf", ".otf", ".ttc", ".otc")
 
-# DATA.md: the Debian packages whose faces cover all 1583 classes (fonts-droid-fallback duplicates wqy-microhei).
+# docs/data.md: the Debian packages whose faces cover all 1583 classes (fonts-droid-fallback duplicates wqy-microhei).
 DEBIAN_FONT_PACKAGES = tuple(f"fonts-{p}" for p in (
     "ipafont-gothic ipafont-mincho vlgothic sawarabi-gothic sawarabi-mincho motoya-l-cedar motoya-l-maruberi "
     "aoyagi-kouzan-t aoyagi-soseki kouzan-mouhitsu seto kiloji yusei-magic reggae morisawa-bizud-gothic "

@@ -13,7 +13,7 @@ SUPERSAMPLE = 2  # draw at 2x and downsample, so that stroke changes of one fine
 
 @dataclass(frozen=True)
 class Jitter:
-    """Ranges of the per-instance jitter. Defaults make raw-pixel retrieval hard (DATA.md: R@1 0.85 -> ~0.1)."""
+    """Ranges of the per-instance jitter. Defaults make raw-pixel retrieval hard (docs/data.md: R@1 0.85 -> ~0.1)."""
 
     scale: tuple[float, float] = (0.65, 0.95)  # glyph em size / image size
     shift: float = 0.12  # max |shift| / image size, each axis

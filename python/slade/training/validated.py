@@ -1,0 +1,33 @@
+"""The training of a stage that validates and tests (teacher, student): the one loop with validation MAP@R choosing
+best.pt, then the test of the best epoch, its files, and the stage's result."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from slade import config
+from slade.data.benchmark import Benchmark
+from slade.evaluation.retrieval import evaluate_role, test_and_report, validation_role
+from slade.runtime.context import RunContext
+from slade.runtime.stage_result import StageResult
+from slade.training.loop import Loop, Task
+
+
+def train_validate_test(task: Task, cfg: config.Config, bench: Benchmark, ctx: RunContext, out: Path, epochs: int,
+                        began: float, checkpoint_every: int = 0, on_step_end=(), on_epoch_end=()) -> StageResult:
+    """Trains `task` (resuming with ctx.resume), tests its best epoch into `out` and saves the result, whose metrics
+    are the test metrics and whose weights are best.pt's."""
+    role = validation_role(bench, task.name)
+    loop = Loop(task, ctx, out, epochs, config.to_dict(cfg), checkpoint_every=checkpoint_every,
+                on_step_end=on_step_end, on_epoch_end=on_epoch_end,
+                validate=lambda model, skip_log: evaluate_role(model, bench, role, cfg, ctx, skip_log).metrics)
+    trained = loop.run()
+    loop.load_best()
+    test = test_and_report(task.model, bench, cfg, ctx, out, loop.skip_log)
+    loop.epoch_log.append({"event": "test", "best_epoch": trained.best["epoch"], "test": test,
+                           "skipped": loop.skip_log.paths()})
+    loop.skip_log.report(task.name)
+    return StageResult(task.name, out, round(time.time() - began, 1), metrics=test,
+                       best_epoch=trained.best["epoch"], best_val_map_at_r=trained.best["map_at_r"],
+                       history=trained.history, steps=trained.steps, skipped=loop.skip_log.paths(),
+                       weights_file="best.pt", weights=task.model.state_dict()).save()
