@@ -1,7 +1,9 @@
 """Value rules, checked when a config is built (before any data is read): each message names the dotted field,
 the bad value and what is allowed."""
+import contextlib
 import math
 import os
+import subprocess
 import typing
 
 import pytest
@@ -202,8 +204,7 @@ def test_out_dir_that_is_a_file(tmp_path):
     assert config.build(None, [("runtime.out_dir", str(tmp_path / "taken"))], filesystem=False)
 
 
-def _chmod_is_enforced(directory) -> bool:
-    """False for root (or file systems ignoring modes): then a read-only directory cannot be made here."""
+def _is_read_only(directory) -> bool:
     try:
         (directory / "probe").write_text("x")
     except OSError:
@@ -212,21 +213,32 @@ def _chmod_is_enforced(directory) -> bool:
     return False
 
 
-def test_read_only_out_dir_and_read_only_parent(tmp_path):
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o555)
+@contextlib.contextmanager
+def read_only(directory):
+    """A directory nobody can create files in: chmod 555, or for root (whom modes do not stop) the immutable flag."""
+    directory.chmod(0o555)
+    immutable = False
     try:
-        if not _chmod_is_enforced(locked):
-            pytest.skip("running as root: chmod does not make a directory read-only")
+        if not _is_read_only(directory):
+            immutable = subprocess.run(["chattr", "+i", str(directory)], capture_output=True).returncode == 0
+            if not (immutable and _is_read_only(directory)):
+                pytest.skip("neither chmod nor chattr +i makes a directory read-only here")
+        yield directory
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(directory)], check=True)
+        directory.chmod(0o755)
+
+
+def test_read_only_out_dir_and_read_only_parent(tmp_path):
+    (tmp_path / "locked").mkdir()
+    with read_only(tmp_path / "locked") as locked:
         with pytest.raises(config.ConfigError, match=r"runtime\.out_dir: got '.*locked', must be a writable "
-                                                     r"directory: Permission denied"):
+                                                     r"directory: (Permission denied|Operation not permitted)"):
             build(("runtime.out_dir", str(locked)))
         with pytest.raises(config.ConfigError, match=r"runtime\.out_dir: got '.*locked/a/b', must be a writable "
                                                      r"directory \(it would be created under '.*locked'\)"):
             build(("runtime.out_dir", str(locked / "a" / "b")))
-    finally:
-        locked.chmod(0o755)
 
 
 def test_out_dir_write_check_as_root_does_not_trust_os_access(tmp_path, monkeypatch):
