@@ -14,13 +14,30 @@ from pathlib import Path
 DEFAULT_CUDA_ARCHS = "7.5;8.0;8.6;8.9;9.0+PTX"
 
 
+# The kernel sources, by op family: each family has a driver csrc/common/<family>.cpp (validation, tiling, the
+# dispatch to a device), CPU epilogues csrc/cpu/<family>_cpu.cpp and CUDA epilogues csrc/cuda/<family>_cuda.cu.
+# Shared by all: the schemas (csrc/ops.cpp), argument checks and tiling (common/checks.cpp), pair inputs
+# (common/drivers.cpp). CMakeLists.txt lists the same families (SLADE_OP_FAMILIES).
+OP_FAMILIES = ("basis", "mining", "losses")
+SHARED_SOURCES = ("ops.cpp", "common/checks.cpp", "common/drivers.cpp")
+
+
+def family_sources(csrc: Path, family: str) -> dict[str, Path]:
+    """The three files of an op family: {"driver", "cpu", "cuda"}."""
+    return {
+        "driver": csrc / "common" / f"{family}.cpp",
+        "cpu": csrc / "cpu" / f"{family}_cpu.cpp",
+        "cuda": csrc / "cuda" / f"{family}_cuda.cu",
+    }
+
+
 def source_files(csrc: Path, with_cuda: bool) -> list[str]:
-    """All kernel sources: the schema file, shared C++, CPU kernels and (optionally) CUDA kernels."""
-    files = [str(csrc / "ops.cpp")]
-    files += sorted(glob.glob(str(csrc / "common" / "*.cpp")))
-    files += sorted(glob.glob(str(csrc / "cpu" / "*.cpp")))
+    """All kernel sources: the shared C++, each family's driver and CPU kernels, and (optionally) CUDA kernels."""
+    files = [str(csrc / name) for name in SHARED_SOURCES]
+    families = [family_sources(csrc, family) for family in OP_FAMILIES]
+    files += [str(f[part]) for f in families for part in ("driver", "cpu")]
     if with_cuda:
-        files += sorted(glob.glob(str(csrc / "cuda" / "*.cu")))
+        files += [str(f["cuda"]) for f in families]
     return files
 
 

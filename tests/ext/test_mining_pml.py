@@ -223,3 +223,19 @@ def test_other_pml_options_fall_back(make):
         miner = make()
     emb, labels = make_inputs(30, 3)
     assert len(miner(emb, labels)) in (3, 4)
+
+
+def test_copy_with_the_same_labels_object_is_a_separate_reference_set():
+    """The documented difference from PML: a copy as ref_emb with ref_labels *being* labels is a separate reference
+    set to us, so (i, i) is a positive pair, while PML drops (i, i); with ref_labels a copy too, both agree."""
+    emb, labels = make_inputs(30, 3)
+    ref = emb.detach().clone()
+    self_pairs = lambda out: {(a, p) for a, p in zip(out[0].tolist(), out[1].tolist()) if a == p}  # noqa: E731
+    ours = miners.PairMarginMiner(pos_margin=-1.0)(emb, labels, ref, labels)
+    theirs = pml_miners.PairMarginMiner(pos_margin=-1.0)(emb, labels, ref, labels)
+    assert self_pairs(ours) == {(i, i) for i in range(30)}
+    assert self_pairs(theirs) == set()
+    assert_same_output(
+        miners.PairMarginMiner(pos_margin=-1.0)(emb, labels, ref, labels.clone()),
+        pml_miners.PairMarginMiner(pos_margin=-1.0)(emb, labels, ref, labels.clone()),
+    )

@@ -108,3 +108,28 @@ def test_compile_backward_honours_needs_input_grad(device):
         assert w.grad is None
         grads.append(emb.grad)
     torch.testing.assert_close(grads[1], grads[0])
+
+
+def test_kernel_sources_pair_by_op_family():
+    """Every family has its driver, CPU and CUDA files; the build lists compile exactly the files in csrc/, and
+    CMakeLists.txt names the same families as slade_ext/_build_config.py."""
+    import re
+    from pathlib import Path
+
+    from slade_ext import _build_config
+
+    root = Path(slade_ext.__file__).resolve().parent.parent
+    csrc = root / "csrc"
+    if not (csrc / "ops.cpp").is_file() or not (root / "CMakeLists.txt").is_file():
+        pytest.skip("needs the source tree (csrc/, CMakeLists.txt) next to slade_ext")
+    for family in _build_config.OP_FAMILIES:
+        for part, path in _build_config.family_sources(csrc, family).items():
+            assert path.is_file(), f"{family}: missing {part} file {path.relative_to(root)}"
+    on_disk = {p for pattern in ("*.cpp", "*/*.cpp", "*/*.cu") for p in csrc.glob(pattern)}
+    assert {Path(f) for f in _build_config.source_files(csrc, with_cuda=True)} == on_disk
+    assert {Path(f) for f in _build_config.source_files(csrc, with_cuda=False)} == {
+        p for p in on_disk if p.suffix == ".cpp"
+    }
+    cmake = (root / "CMakeLists.txt").read_text()
+    families = re.search(r"set\(SLADE_OP_FAMILIES ([^)]*)\)", cmake).group(1).split()
+    assert tuple(families) == _build_config.OP_FAMILIES

@@ -26,9 +26,9 @@ INEXACT_ON_CUDA = (
 CUDA_ONLY = "CUDA-only check: the CPU kernels are the spec it is compared against"
 
 
-def skip_inexact_on_cuda(device: str) -> None:
+def skip_inexact_on_cuda(device: str, why: str = INEXACT_ON_CUDA) -> None:
     if device == "cuda":
-        pytest.skip(INEXACT_ON_CUDA)
+        pytest.skip(why)
 
 
 def cuda_only(device: str, why: str = CUDA_ONLY) -> None:
