@@ -27,7 +27,8 @@ from slade.pipeline.report import pair_summary
 from slade.pipeline.selftrain import selfsup_stage, teacher_stage
 from slade.runtime.context import RunContext
 from slade.runtime.stage_result import finished
-from slade.stages.pseudo_labels import load_pseudo_labels, pseudo_label
+from slade.data.pseudo_labels import load_pseudo_labels
+from slade.stages.pseudo_labels import pseudo_label
 from slade.stages.student import train_student
 
 VARIANTS = {

@@ -19,7 +19,8 @@ from slade.evaluation.concatenated import concatenated_test_metrics
 from slade.pipeline.report import write_report
 from slade.runtime.context import RunContext
 from slade.runtime.stage_result import StageResult, finished
-from slade.stages.pseudo_labels import check_cluster_count, load_pseudo_labels, pseudo_label
+from slade.data.pseudo_labels import load_pseudo_labels
+from slade.stages.pseudo_labels import check_cluster_count, pseudo_label
 from slade.stages.selfsup import train_selfsup
 from slade.stages.student import train_student
 from slade.stages.teacher import train_teacher

@@ -6,38 +6,21 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from slade.data.benchmark import Benchmark
 from slade.data.imageset import ImageSet
+from slade.data.pseudo_labels import PseudoLabels, save_pseudo_labels
 from slade.data.torch_dataset import SkipLog
 from slade.data.transforms import eval_transform
 from slade.evaluation.embedding import embed
 from slade.evaluation.metrics import nmi, purity
 from slade.models import build_model
-from slade.runtime import checkpoint
 from slade.runtime.context import RunContext
 from slade.runtime.stage_result import StageResult
 from slade.search.kmeans import kmeans_assign
-
-@dataclass
-class PseudoLabels:
-    labels: np.ndarray  # [N'] cluster id of each readable unlabeled image
-    indices: np.ndarray  # [N'] their positions in the unlabeled ImageSet
-    quality: dict = field(default_factory=dict)
-
-    def state(self) -> dict:
-        return {"labels": torch.from_numpy(self.labels), "indices": torch.from_numpy(self.indices),
-                "quality": self.quality}
-
-    @classmethod
-    def from_state(cls, state: dict) -> "PseudoLabels":
-        return cls(state["labels"].numpy(), state["indices"].numpy(), state["quality"])
-
 
 def check_cluster_count(k: int, n: int) -> None:
     """k-means needs at least one image per cluster."""
@@ -89,14 +72,8 @@ def pseudo_label(cfg, bench: Benchmark, ctx: RunContext, out: Path, teacher_weig
     model.load_state_dict(teacher_weights)
     skip_log = SkipLog()
     pseudo = make_pseudo_labels(model, bench.unlabeled, cfg, ctx, bench.photo, skip_log)
-    checkpoint.save_atomic({"format": checkpoint.FORMAT, **pseudo.state()}, out / "pseudo_labels.pt")
+    save_pseudo_labels(pseudo, out)
     (out / "quality.json").write_text(json.dumps(pseudo.quality, indent=2), encoding="utf-8")
     skip_log.report("pseudo labels")
     return StageResult("pseudo_labels", out, round(time.time() - began, 1), metrics=pseudo.quality,
                        skipped=skip_log.paths()).save()
-
-
-def load_pseudo_labels(out: Path) -> PseudoLabels:
-    state = checkpoint.load(Path(out) / "pseudo_labels.pt", "pseudo-label file",
-                            keys=("format", "labels", "indices", "quality"))
-    return PseudoLabels.from_state(state)

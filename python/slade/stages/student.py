@@ -16,6 +16,7 @@ from torch.utils.data import ConcatDataset
 
 from slade import config
 from slade.data.benchmark import Benchmark
+from slade.data.pseudo_labels import PseudoLabels
 from slade.data.samplers import JointBatchSampler, MPerClassBatchSampler
 from slade.data.torch_dataset import ImageDataset
 from slade.data.transforms import train_transform
@@ -23,7 +24,6 @@ from slade.models import build_model
 from slade.runtime.context import RunContext
 from slade.runtime.seeding import seed_everything
 from slade.runtime.stage_result import StageResult
-from slade.stages.pseudo_labels import PseudoLabels
 from slade.stages.student_objective import StudentObjective, build_basis
 from slade.training.optim import build_optimizer, build_scheduler
 from slade.training.registry import build_loss, build_miner

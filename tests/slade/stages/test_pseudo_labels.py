@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from slade.data.pseudo_labels import load_pseudo_labels
 from slade.stages import pseudo_labels
 from slade.evaluation.metrics import nmi, purity
 from slade.data.benchmark import build_benchmark
@@ -42,6 +43,6 @@ def test_stage_labels_every_readable_image_and_logs_quality(tmp_path):
     hidden = bench.unlabeled.hidden_labels
     assert q["purity"] == purity(pseudo.labels, hidden) and q["nmi"] == nmi(pseudo.labels, hidden)
     result = pseudo_labels.pseudo_label(cfg, bench, quiet_context(cfg), tmp_path / "p", model.state_dict())
-    back = pseudo_labels.load_pseudo_labels(tmp_path / "p")
+    back = load_pseudo_labels(tmp_path / "p")
     assert np.array_equal(back.labels, pseudo.labels) and back.quality == q == result.metrics
     assert result.stage == "pseudo_labels" and result.skipped == {}
