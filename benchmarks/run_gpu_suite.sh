@@ -2,7 +2,7 @@
 # On a GPU machine: install slade_ext for the local GPU, run the CUDA tests, then the benchmark suites on CUDA.
 # Everything lands in $OUT (default ./gpu_out): build.log, cuda_tests.log, bench.json, bench.log, RESULTS_cuda.md.
 #   bash benchmarks/run_gpu_suite.sh
-# Knobs: PYTHON (python3), TEST_TIMEOUT / BENCH_TIMEOUT (s), TEST_K / BENCH_K (pytest -k expressions).
+# Knobs: PYTHON (python3), TEST_TIMEOUT / BENCH_TIMEOUT (s), TEST_K / BENCH_K (pytest -k expressions; the CUDA tests are the `cuda`-marked cases of tests/ext).
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 out=$(mkdir -p "${OUT:-gpu_out}" && cd "${OUT:-gpu_out}" && pwd)
@@ -20,7 +20,7 @@ echo "build: $(($(date +%s) - start)) s"
 cd "$out"
 $py -c "import slade_ext, json; print(json.dumps(slade_ext.build_info()))" | tee build_info.json
 
-timeout "${TEST_TIMEOUT:-240}" $py -m pytest "$repo/tests/test_cuda.py" "$repo/tests/test_losses.py" -k "${TEST_K:-cuda}" \
+timeout "${TEST_TIMEOUT:-240}" $py -m pytest "$repo/tests/ext" -m cuda ${TEST_K:+-k "$TEST_K"} \
   -q -p no:cacheprovider --junitxml=cuda_tests.xml >cuda_tests.log 2>&1
 echo "cuda tests exit $?: $(tail -1 cuda_tests.log)"
 
