@@ -36,7 +36,7 @@ TORCH_LIBRARY(slade, m) {
       "mine_triplet_margin(Tensor emb, Tensor labels, Tensor? ref_emb=None, Tensor? ref_labels=None, "
       "float margin=0.2, str type_of_triplets=\"all\", int max_triplets_per_anchor=-1, str distance=\"cosine\") "
       "-> (Tensor, Tensor, Tensor)");
-  // ---- confident-pair selection (METHOD.md), driven by the mining family ----
+  // ---- confident-pair selection (docs/method.md), driven by the mining family ----
   m.def(
       "select_confident_pairs(Tensor emb, Tensor basis, float t_pos, float t_neg, Tensor? pseudo_labels=None, "
       "str mode=\"literal\") -> (Tensor, Tensor, Tensor, Tensor)");

@@ -1,4 +1,4 @@
-"""SLADE's feature basis (METHOD.md, "Feature basis learning"): W [K, d], its cross-entropy on labeled samples, and
+"""SLADE's feature basis (docs/method.md, "Feature basis learning"): W [K, d], its cross-entropy on labeled samples, and
 the similarity-distribution loss L_SD on pseudo-labeled pairs, built on the fused `ops.basis_pair_stats`.
 
     basis = FeatureBasis(num_classes=K, dim=d)
@@ -20,7 +20,7 @@ class FeatureBasis(torch.nn.Module):
 
     grad_mode="paper" (default): L_SD uses the moving averages, so its gradient flows through the batch part only
     (scaled by 1 - beta). grad_mode="batch": L_SD uses the batch statistics; the averages only serve as thresholds.
-    The averages start from the first batch's statistics (our choice: METHOD.md gives no initial value); a side
+    The averages start from the first batch's statistics (our choice: docs/method.md gives no initial value); a side
     without pairs in a batch leaves its averages unchanged. `restart_averages()` makes the next batch seed them
     again: after a warm-up that moved W, averages carried over from it lag far behind the current similarities.
     ce_scale multiplies the logits of L_CE (1 = the paper's W f).

@@ -9,7 +9,7 @@ rule as PML; results equal PML's as sets (the order may differ: pairs come row-m
 Default distances as PML: cosine for MultiSimilarityMiner, L2 of normalised embeddings for the others.
 `distance=` takes PML's CosineSimilarity() or LpDistance() (normalised, p=2, power=1); any other distance or PML
 option falls back to PML's own miner with one FallbackWarning per instance.
-Plus ConfidentPairMiner: SLADE's confident-pair selection (METHOD.md), same calling convention.
+Plus ConfidentPairMiner: SLADE's confident-pair selection (docs/method.md), same calling convention.
 """
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ class TripletMarginMiner(_FusedMiner):
 
 
 class ConfidentPairMiner(torch.nn.Module):
-    """SLADE's confident pairs of an unlabeled batch (METHOD.md): s_ij = cos(W f_i, W f_j) >= t_pos are positives,
+    """SLADE's confident pairs of an unlabeled batch (docs/method.md): s_ij = cos(W f_i, W f_j) >= t_pos are positives,
     <= t_neg negatives, i != j; nothing while t_pos <= t_neg. Returns (a1, p, a2, n) like PML's pair miners.
 
     basis: a [K, d] tensor W (then t_pos and t_neg are required), or a FeatureBasis-like module with `weight` and

@@ -120,7 +120,7 @@ def select_confident_pairs(
     pseudo_labels: torch.Tensor | None = None,
     mode: str = "literal",
 ):
-    """SLADE's confident pairs of an unlabeled batch (METHOD.md): s_ij = cos(W f_i, W f_j), i != j.
+    """SLADE's confident pairs of an unlabeled batch (docs/method.md): s_ij = cos(W f_i, W f_j), i != j.
 
     literal: positives s >= t_pos, negatives s <= t_neg. agree: positives also need equal pseudo labels and
     negatives different ones (label -1 takes part in neither). Nothing is selected while t_pos <= t_neg.

@@ -1,5 +1,5 @@
 // Drivers of the mining family: the hard-pair and triplet miners (pytorch-metric-learning's rules) and
-// confident-pair selection (METHOD.md), which is pair mining of the basis projections with the Confident rule.
+// confident-pair selection (docs/method.md), which is pair mining of the basis projections with the Confident rule.
 // Epilogues: csrc/cpu/mining_cpu.cpp, csrc/cuda/mining_cuda.cu.
 #include <torch/library.h>
 
@@ -87,7 +87,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mine_triplet_margin(const at::Ten
   return as_tuple(mine_all_tiles<3>(in, epilogue));
 }
 
-// ---- confident-pair selection (METHOD.md): basis projection, similarity tiles and thresholds in one pass ------
+// ---- confident-pair selection (docs/method.md): basis projection, similarity tiles and thresholds in one pass ------
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> select_confident_pairs(
     const at::Tensor& emb, const at::Tensor& basis, double t_pos, double t_neg,
@@ -106,7 +106,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> select_confident_pair
   }
   auto in = prepare_pair_inputs(emb, pseudo_labels, c10::nullopt, c10::nullopt, /*labels_required=*/false, &basis,
                                 "pseudo_labels");
-  // While mu+ <= mu- the two threshold sets overlap: METHOD.md selects nothing then.
+  // While mu+ <= mu- the two threshold sets overlap: docs/method.md selects nothing then.
   if (t_pos <= t_neg) {
     return {in.rows.new_empty({0}, at::kLong), in.rows.new_empty({0}, at::kLong), in.rows.new_empty({0}, at::kLong),
             in.rows.new_empty({0}, at::kLong)};

@@ -1,4 +1,4 @@
-"""The selection family: select_confident_pairs (METHOD.md) and ConfidentPairMiner.
+"""The selection family: select_confident_pairs (docs/method.md) and ConfidentPairMiner.
 
 On the CPU the op equals the reference in both modes; on CUDA it equals the CPU kernels on exact inputs
 (tests/support/helpers/cuda_cases.py); its documented rules hold on every device.

@@ -29,7 +29,7 @@ at::Tensor normalize_rows(const at::Tensor& x);
 constexpr double kNormEps = 1e-12;
 // Gradient through xn = x / max(|x|, eps) along the last dim, given grad_xn, xn and the unclamped norms |x|.
 at::Tensor normalize_rows_backward(const at::Tensor& grad_xn, const at::Tensor& xn, const at::Tensor& norm);
-// Rows of normalize(x @ basis^T): the basis projection r = W f of METHOD.md, unit length.
+// Rows of normalize(x @ basis^T): the basis projection r = W f of docs/method.md, unit length.
 at::Tensor project_normalize(const at::Tensor& x, const at::Tensor& basis);
 // float32 unless the input is float64: the accumulation type of every kernel.
 at::ScalarType compute_dtype(const at::Tensor& x);

@@ -30,7 +30,7 @@ C10_HOST_DEVICE inline T closeness_value(T s, bool inverted) {
 C10_HOST_DEVICE inline bool is_pos_candidate(int64_t li, int64_t lj, bool self_pair) { return li == lj && !self_pair; }
 C10_HOST_DEVICE inline bool is_neg_candidate(int64_t li, int64_t lj) { return li != lj; }
 
-// Pair statistics (METHOD.md): pairs with a negative label are ignored, and so is (i, i) of a self-comparison.
+// Pair statistics (docs/method.md): pairs with a negative label are ignored, and so is (i, i) of a self-comparison.
 C10_HOST_DEVICE inline bool stats_pair_counts(int64_t li, int64_t lj, bool self_pair) {
   return li >= 0 && lj >= 0 && !self_pair;
 }

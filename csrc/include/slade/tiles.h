@@ -49,7 +49,7 @@ struct PairRule {
 //   (max over an empty set = -inf, min = +inf, so rows without the other kind select nothing)
 // PairMargin: inverted: pos if v < pos_margin, neg if v > neg_margin; not inverted: pos if v > pos_margin,
 //   neg if v < neg_margin.
-// Confident (METHOD.md): every j != i (exclude_self) is a candidate of both kinds; pos if s >= t_pos, neg if
+// Confident (docs/method.md): every j != i (exclude_self) is a candidate of both kinds; pos if s >= t_pos, neg if
 //   s <= t_neg; with agree, pos also needs l_i == l_j >= 0 and neg needs l_i != l_j, both >= 0.
 
 // Triplet rule (pytorch-metric-learning's TripletMarginMiner), tm = inverted ? v_ap - v_an : v_an - v_ap:
