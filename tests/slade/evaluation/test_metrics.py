@@ -1,4 +1,5 @@
-"""Retrieval metrics against brute force and pytorch-metric-learning; kNN backends, chunking, faiss reporting."""
+"""Retrieval metrics against brute force and pytorch-metric-learning, through either kNN backend; clustering metrics;
+the evaluation of a model on a query -> gallery benchmark."""
 import warnings
 
 import numpy as np
@@ -9,15 +10,7 @@ from slade.search import backend as faiss_backend
 from slade.search import knn as knn_module
 from slade.evaluation.metrics import clustering_metrics, retrieval_metrics
 from slade.search.knn import knn
-
-
-def random_set(n=120, d=8, classes=9, seed=0):
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, classes, n)
-    centres = rng.normal(size=(classes, d))
-    x = centres[labels] + 1.2 * rng.normal(size=(n, d))
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x.astype(np.float32), labels
+from helpers.retrieval import random_set
 
 
 def brute_force(query, q_labels, reference=None, r_labels=None, ks=(1, 2, 5)):
@@ -92,13 +85,6 @@ def test_chunking_and_backends_agree():
     assert not (idx_faiss == np.arange(len(x))[:, None]).any()  # never its own neighbour
 
 
-def test_self_is_dropped_even_among_duplicates():
-    x = np.repeat(np.eye(3, dtype=np.float32), 3, axis=0)  # three copies of each point: all ties
-    idx, _ = knn(x, None, 2)
-    assert not (idx == np.arange(9)[:, None]).any()
-    assert (idx // 3 == np.arange(9)[:, None] // 3).all()
-
-
 def test_torch_fallback_warns_once(monkeypatch):
     monkeypatch.setattr(knn_module, "load_faiss", lambda: None)
     monkeypatch.setattr(faiss_backend, "_FALLBACK_WARNED", set())
@@ -133,29 +119,6 @@ def test_clustering_metrics_on_separated_and_random_data():
     assert perfect["nmi"] == pytest.approx(1.0) and perfect["ami"] == pytest.approx(1.0)
     noise = clustering_metrics(np.random.default_rng(0).normal(size=(90, 8)).astype(np.float32), y)
     assert noise["ami"] < 0.2
-
-
-def test_faiss_report_says_where_it_runs():
-    report = faiss_backend.faiss_report()
-    assert set(report) >= {"faiss", "distribution", "gpu_build", "gpus_visible", "uses_gpu"}
-    assert report["uses_gpu"] == (report["gpus_visible"] > 0)
-    if report["gpus_visible"] == 0:
-        with pytest.warns(UserWarning, match="faiss GPU requested but unavailable"):
-            assert faiss_backend.want_gpu(True) is False
-    assert faiss_backend.want_gpu(False) is False
-
-
-def test_search_is_chunked(monkeypatch):
-    """Memory per step is bounded by the chunk: faiss gets `chunk` queries at a time; the torch path shrinks the
-    chunk further so that chunk x N similarities stay under its block budget."""
-    from slade.search.knn import knn_chunks
-
-    x, _ = random_set(n=100)
-    assert [len(idx) for _, idx, _ in knn_chunks(x, None, 3, chunk=32)] == [32, 32, 32, 4]
-    monkeypatch.setattr(knn_module, "TORCH_BLOCK_ELEMENTS", 100 * 10)
-    parts = list(knn_chunks(x, None, 3, chunk=32, backend="torch"))
-    assert [start for start, _, _ in parts] == list(range(0, 100, 10))
-    assert all(idx.shape == (10, 3) for _, idx, _ in parts)
 
 
 def test_model_evaluation_on_query_gallery_benchmark(tmp_path):
