@@ -110,3 +110,17 @@ def test_damaged_checkpoint_is_a_clear_cli_error(tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", str(bad), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "is empty (0 bytes)" in err and "Traceback" not in err
+
+
+def test_damaged_last_checkpoint_on_resume_names_the_file(tmp_path, capsys):
+    cfg = tiny_glyph_config(tmp_path, epochs=1)
+    cfg_file = tmp_path / "teacher.yaml"
+    config.save(cfg, cfg_file)
+    assert main(["train-teacher", "--config", str(cfg_file), "--no-progress"]) == 0
+    last = Path(cfg.runtime.out_dir) / "last.pt"
+    last.write_bytes(last.read_bytes()[:100])  # a write cut short (what a crash of an older version could leave)
+    capsys.readouterr()
+    assert main(["train-teacher", "--config", str(cfg_file), "--train.epochs", "2", "--resume", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{last}: is not a readable teacher checkpoint (truncated or corrupt" in err
+    assert "delete it to redo its stage, or run without --resume" in err

@@ -34,3 +34,35 @@ def test_nt_xent_equals_plain_torch():
 def test_nt_xent_bad_input(z2_shape, t, match):
     with pytest.raises(ValueError, match=match):
         nt_xent(torch.randn(6, 5), torch.randn(*z2_shape), t)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_stage_resumes_to_the_same_init_and_records_its_result(tmp_path):
+    from slade.data.benchmark import build_benchmark
+    from slade.runtime import checkpoint
+    from slade.runtime.stage_result import StageResult
+    from slade.stages.selfsup import train_selfsup
+    from helpers.configs import quiet_context, tiny_selftrain_config
+
+    straight, resumed = tiny_selftrain_config(tmp_path / "a"), tiny_selftrain_config(tmp_path / "b")
+    straight.selfsup.epochs = resumed.selfsup.epochs = 2
+    resumed.data.cache_dir = straight.data.cache_dir
+    bench = build_benchmark(straight.data)
+    full = train_selfsup(straight, bench, quiet_context(straight), tmp_path / "a" / "init")
+
+    def stop(epoch, row):
+        raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train_selfsup(resumed, bench, quiet_context(resumed), tmp_path / "b" / "init", on_epoch_end=[stop])
+    again = train_selfsup(resumed, bench, quiet_context(resumed, resume=True), tmp_path / "b" / "init")
+    assert again.steps == full.steps and [r["loss"] for r in again.history] == [r["loss"] for r in full.history]
+    for key, value in full.weights.items():
+        assert torch.equal(value, again.weights[key]), key
+    saved = checkpoint.load(tmp_path / "b" / "init" / "init.pt", keys=("format", "model"))["model"]
+    assert all(torch.equal(saved[k], full.weights[k]) for k in saved)
+    loaded = StageResult.load(tmp_path / "b" / "init", "selfsup")
+    assert loaded.metrics == full.metrics and loaded.metrics["epochs"] == 2 and loaded.weights is not None
