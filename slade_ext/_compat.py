@@ -7,10 +7,27 @@
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import warnings
 
 import torch
+
+from .ops import check_same_dtype_and_device
+
+# PML's own classes by the module that defines them, not the package namespace: a user who adopted the drop-ins by
+# patching `pytorch_metric_learning.miners.X = slade_ext.miners.X` must still get PML's X as the fallback (looking
+# it up in the package namespace would find our class again and recurse without end).
+_PML_DEFINING_MODULES = {
+    ("miners", "MultiSimilarityMiner"): "pytorch_metric_learning.miners.multi_similarity_miner",
+    ("miners", "BatchHardMiner"): "pytorch_metric_learning.miners.batch_hard_miner",
+    ("miners", "PairMarginMiner"): "pytorch_metric_learning.miners.pair_margin_miner",
+    ("miners", "TripletMarginMiner"): "pytorch_metric_learning.miners.triplet_margin_miner",
+    ("losses", "MultiSimilarityLoss"): "pytorch_metric_learning.losses.multi_similarity_loss",
+    ("losses", "ContrastiveLoss"): "pytorch_metric_learning.losses.contrastive_loss",
+    ("distances", "CosineSimilarity"): "pytorch_metric_learning.distances.cosine_similarity",
+    ("distances", "LpDistance"): "pytorch_metric_learning.distances.lp_distance",
+}
 
 
 class FallbackWarning(UserWarning):
@@ -21,6 +38,23 @@ def pml_available() -> bool:
     return importlib.util.find_spec("pytorch_metric_learning") is not None
 
 
+@functools.lru_cache(maxsize=None)
+def pml_class(module_name: str, class_name: str):
+    """PML's own `class_name` (pytorch_metric_learning.<module_name>), resolved once from its defining module.
+
+    Raises RuntimeError when even the defining module now holds a slade_ext class (it was patched there too)."""
+    defining = _PML_DEFINING_MODULES.get((module_name, class_name))
+    if defining is None:
+        raise KeyError(f"no PML class {module_name}.{class_name} is known to slade_ext")
+    cls = getattr(importlib.import_module(defining), class_name)
+    if getattr(cls, "__module__", "").startswith("slade_ext"):
+        raise RuntimeError(
+            f"{defining}.{class_name} is slade_ext's class, not PML's: patch pytorch_metric_learning.{module_name}."
+            f"{class_name} (the package namespace), not the module that defines it"
+        )
+    return cls
+
+
 def fused_distance(distance, default: str) -> str | None:
     """"cosine" for PML's CosineSimilarity(), "l2" for LpDistance(normalize_embeddings=True, p=2, power=1),
     `default` for None, else None (not fusable)."""
@@ -28,8 +62,8 @@ def fused_distance(distance, default: str) -> str | None:
         return default
     if not pml_available():
         return None
-    from pytorch_metric_learning.distances import CosineSimilarity, LpDistance
-
+    CosineSimilarity = pml_class("distances", "CosineSimilarity")
+    LpDistance = pml_class("distances", "LpDistance")
     plain = getattr(distance, "p", None) == 2 and getattr(distance, "power", None) == 1
     if type(distance) is CosineSimilarity and plain:
         return "cosine"
@@ -48,8 +82,7 @@ def pml_twin(module_name: str, class_name: str, kwargs: dict, reason: str):
         FallbackWarning,
         stacklevel=4,  # the user line that built the miner or loss
     )
-    module = importlib.import_module(f"pytorch_metric_learning.{module_name}")
-    return getattr(module, class_name)(**kwargs)
+    return pml_class(module_name, class_name)(**kwargs)
 
 
 def fused_or_fallback(module_name: str, owner, distance, pml_options: dict):
@@ -101,14 +134,17 @@ def check_forward_inputs(embeddings, labels, ref_emb, ref_labels, labels_require
         labels = _check_labels(labels, embeddings.shape[0], "labels", embeddings.device)
     if ref_emb is not None and ref_emb is not embeddings:
         _check_emb(ref_emb, "ref_emb")
-        if ref_emb.device != embeddings.device:
-            raise ValueError(f"ref_emb is on {ref_emb.device} but embeddings are on {embeddings.device}")
+        check_same_dtype_and_device(embeddings, "embeddings", ref_emb, "ref_emb")
         if ref_emb.shape[1] != embeddings.shape[1]:
             raise ValueError(f"ref_emb has {ref_emb.shape[1]} features but embeddings have {embeddings.shape[1]}")
         if ref_labels is None and labels_required:
             raise ValueError("ref_labels are required when ref_emb is given")
     if ref_labels is not None and shared:
         ref_labels = labels
+        if ref_emb is not None and ref_emb.shape[0] != labels.shape[0]:
+            raise ValueError(
+                f"ref_labels (the labels object) has {labels.shape[0]} entries but ref_emb has {ref_emb.shape[0]} rows"
+            )
     elif ref_labels is not None:
         if ref_emb is None:
             raise ValueError("ref_labels was given without ref_emb")

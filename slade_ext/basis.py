@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from . import ops
+from .ops import check_number
 
 __all__ = ["FeatureBasis"]
 
@@ -35,8 +36,12 @@ class FeatureBasis(torch.nn.Module):
             raise ValueError(f"beta must be in [0, 1), got {beta}")
         if grad_mode not in ("paper", "batch"):
             raise ValueError(f'grad_mode must be "paper" or "batch", got {grad_mode!r}')
-        if not ce_scale > 0:
-            raise ValueError(f"ce_scale must be positive, got {ce_scale}")
+        beta = check_number(beta, "beta")
+        margin = check_number(margin, "margin")
+        lambda_var = check_number(lambda_var, "lambda_var")
+        if lambda_var < 0:
+            raise ValueError(f"lambda_var must be >= 0, got {lambda_var}")
+        ce_scale = check_number(ce_scale, "ce_scale", positive=True)
         self.weight = torch.nn.Parameter(torch.empty(num_classes, dim))
         torch.nn.init.normal_(self.weight, std=dim**-0.5)
         self.beta, self.margin, self.lambda_var, self.grad_mode = beta, margin, lambda_var, grad_mode
@@ -50,11 +55,14 @@ class FeatureBasis(torch.nn.Module):
         return self.ce_scale * (emb @ self.weight.t())
 
     def ce_loss(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """L_CE over the labeled samples (label >= 0); 0 when there are none."""
+        """L_CE over the labeled samples (label >= 0); 0 when there are none. No data-dependent branch or shape,
+        so torch.compile(fullgraph=True) traces it."""
+        _check_finite(emb, "emb")
         keep = labels >= 0
-        if not bool(keep.any()):
-            return (emb * 0).sum()
-        return F.cross_entropy(self.logits(emb[keep]), labels[keep])
+        per_sample = F.cross_entropy(self.logits(emb), torch.where(keep, labels, 0).long(), reduction="none")
+        count = keep.sum()
+        total = torch.where(keep, per_sample, 0.0).sum()
+        return torch.where(count > 0, total / count.clamp(min=1).to(total.dtype), (emb * 0).sum().to(total.dtype))
 
     def similarity(self, emb: torch.Tensor, ref_emb: torch.Tensor | None = None) -> torch.Tensor:
         """s_ij = cos(W f_i, W g_j)."""
@@ -72,22 +80,32 @@ class FeatureBasis(torch.nn.Module):
 
     def sd_loss(self, emb: torch.Tensor, pseudo_labels: torch.Tensor) -> torch.Tensor:
         """L_SD = max(mu- - mu+ + m, 0) + lambda_var (v+ + v-) on the batch's pseudo pairs; updates the averages
-        when training."""
+        when training. Written without data-dependent branches (tensor conditions), so that
+        torch.compile(fullgraph=True) traces it; the values are those of the branching form."""
         mu_p, var_p, mu_n, var_n, n_pos, n_neg = ops.basis_pair_stats(emb, self.weight, pseudo_labels)
         batch = {"mu_pos": mu_p, "var_pos": var_p, "mu_neg": mu_n, "var_neg": var_n}
-        has = {"pos": bool(n_pos > 0), "neg": bool(n_neg > 0)}
+        has = {"pos": n_pos > 0, "neg": n_neg > 0}
+        first = self.num_updates == 0
         stats = {}
         for name, value in batch.items():
             buffer = getattr(self, name)
-            if not has[name.split("_")[1]]:
-                stats[name] = buffer.detach().clone()
-                continue
-            old = value.detach() if int(self.num_updates) == 0 else buffer.detach().clone()
+            present = has[name.split("_")[1]]
+            kept = buffer.detach().clone().to(value.dtype)
+            old = torch.where(first, value.detach(), kept)
             ema = (1 - self.beta) * value + self.beta * old
-            stats[name] = value if self.grad_mode == "batch" else ema
+            used = value if self.grad_mode == "batch" else ema
+            stats[name] = torch.where(present, used, kept)  # a side without pairs keeps its averages
             if self.training:
-                buffer.copy_(ema.detach())
-        if self.training and (has["pos"] or has["neg"]):
-            self.num_updates += 1
+                buffer.copy_(torch.where(present, ema.detach(), kept))
+        if self.training:
+            self.num_updates += (has["pos"] | has["neg"]).to(self.num_updates.dtype)
         gap = torch.clamp(stats["mu_neg"] - stats["mu_pos"] + self.margin, min=0)
         return gap + self.lambda_var * (stats["var_pos"] + stats["var_neg"])
+
+
+def _check_finite(x: torch.Tensor, name: str) -> None:
+    """ValueError naming `name` when x holds NaN or Inf (eagerly; skipped while torch.compile traces)."""
+    if torch.compiler.is_compiling():
+        return
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or Inf")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from . import _loader
-from .ops import _self_ref
+from .ops import _check_pair_inputs, _self_ref
 
 _loader.load()
 
@@ -61,6 +61,7 @@ def multi_similarity_loss_rows(
     emb, labels=None, ref_emb=None, ref_labels=None, lists=None, alpha=2.0, beta=50.0, base=0.5, distance="cosine"
 ) -> torch.Tensor:
     """Per-row multi-similarity state [N, 4] (module docstring); lists from `pair_lists(..., as_mask=True)`."""
+    _check_pair_inputs(emb, labels, ref_emb, ref_labels)
     ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
     return torch.ops.slade.multi_similarity_loss_rows(
         emb, labels, ref_emb, ref_labels, *_lists(lists), float(alpha), float(beta), float(base), distance
@@ -71,6 +72,7 @@ def contrastive_loss_rows(
     emb, labels=None, ref_emb=None, ref_labels=None, lists=None, pos_margin=0.0, neg_margin=1.0, distance="l2"
 ) -> torch.Tensor:
     """Per-row contrastive state [N, 4] (module docstring); lists from `pair_lists(..., as_mask=False)`."""
+    _check_pair_inputs(emb, labels, ref_emb, ref_labels)
     ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
     return torch.ops.slade.contrastive_loss_rows(
         emb, labels, ref_emb, ref_labels, *_lists(lists), float(pos_margin), float(neg_margin), distance

@@ -10,8 +10,13 @@ labels, or the pairs of a miner's (a1, p, a2, n) / (a, p, n). PML's default redu
 - ContrastiveLoss: per side, the mean of the non-zero pair losses (AvgNonZeroReducer; 0 when there are none),
   positive + negative; listed pairs count as often as listed. Default distance: L2 of normalised embeddings.
 Both give 0 (still attached to the graph) when no side has more than one pair, as PML does. The N x M similarity
-matrix is never stored: forward and backward walk it in tiles (slade_ext.loss_ops). Other PML options (reducer,
-regularizers, other distances) fall back to PML's own loss with one FallbackWarning per instance.
+matrix is never stored: forward and backward walk it in tiles (slade_ext.loss_ops).
+Self pairs follow PML's get_all_pairs_indices: (i, i) is no pair when ref_labels *is* labels, whatever ref_emb is.
+For the detached-reference call loss(E, L, ref_emb=E.detach(), ref_labels=L) the ops cannot drop (i, i) against a
+separate ref_emb, so the pairs are passed as lists (O(N^2) int64 indices, eager only; docs/architecture.md).
+On the labels path the "too few pairs" rule is a tensor condition, so torch.compile(fullgraph=True) traces it.
+Other PML options (reducer, regularizers, other distances) fall back to PML's own loss with one FallbackWarning per
+instance.
 """
 from __future__ import annotations
 
@@ -19,19 +24,35 @@ import torch
 
 from . import loss_ops
 from ._compat import check_forward_inputs, fused_or_fallback
+from .ops import check_number
 
 __all__ = ["MultiSimilarityLoss", "ContrastiveLoss"]
 
 
 def _all_pair_counts(labels, ref_labels, self_mode: bool):
-    """Number of (positive, negative) pairs of PML's get_all_pairs_indices, in O((N + M) log(N + M))."""
-    ref_labels = labels if self_mode else ref_labels
-    n, m = labels.numel(), ref_labels.numel()
-    _, inverse = torch.unique(torch.cat([labels.long(), ref_labels.long()]), return_inverse=True)
-    n_classes = int(inverse.max()) + 1 if inverse.numel() else 0
-    per_class = torch.bincount(inverse[:n], minlength=n_classes) * torch.bincount(inverse[n:], minlength=n_classes)
-    n_pos, n_neg = int(per_class.sum()), n * m - int(per_class.sum())
-    return (n_pos - n, n_neg) if self_mode else (n_pos, n_neg)
+    """(n_pos, n_neg) of PML's get_all_pairs_indices as 0-dim int64 tensors, in O((N + M) log M) and without
+    data-dependent shapes (torch.compile(fullgraph=True) traces it)."""
+    ref = labels if self_mode else ref_labels
+    sorted_ref = torch.sort(ref.long()).values
+    query = labels.long()
+    same = (torch.searchsorted(sorted_ref, query, right=True) - torch.searchsorted(sorted_ref, query)).sum()
+    n, m = labels.shape[0], ref.shape[0]
+    return (same - n if self_mode else same), n * m - same
+
+
+def _all_pair_lists_without_self_pairs(labels):
+    """PML's get_all_pairs_indices(labels, ref_labels) with ref_labels *being* labels but a separate ref_emb (the
+    detached-reference call), as the loss ops' CSR lists: every pair but the (i, i) positives. The ops' labels mode
+    cannot drop (i, i) against a separate ref_emb, so the pairs are listed (O(N^2) int64 indices, eager only)."""
+    same = labels[:, None] == labels[None, :]
+    diff = ~same
+    same.fill_diagonal_(False)
+    lists = []
+    for mask in (same, diff):
+        ptr = torch.zeros(labels.shape[0] + 1, dtype=torch.int64, device=labels.device)
+        ptr[1:] = mask.sum(1).cumsum(0)
+        lists += [ptr, mask.nonzero()[:, 1]]
+    return tuple(lists), (lists[1].numel(), lists[3].numel())
 
 
 class _FusedPairLoss(torch.nn.Module):
@@ -59,14 +80,22 @@ class _FusedPairLoss(torch.nn.Module):
             return self.fallback(embeddings, labels, indices_tuple, ref_emb, ref_labels)
         if labels is None and indices_tuple is None:
             raise ValueError("labels and indices_tuple cannot both be None")
+        same_emb = ref_emb is None or ref_emb is embeddings
+        same_labels = ref_emb is None or ref_labels is labels  # PML's get_all_pairs_indices rule
         labels, ref_labels = check_forward_inputs(
             embeddings, labels, ref_emb, ref_labels, labels_required=indices_tuple is None
         )
-        self_mode = ref_emb is None or (ref_emb is embeddings and (ref_labels is None or ref_labels is labels))
+        self_mode = same_emb and same_labels
         n_refs = embeddings.shape[0] if ref_emb is None else ref_emb.shape[0]
         lists = None
-        if indices_tuple is None:
-            counts = _all_pair_counts(labels, ref_labels, self_mode)
+        if indices_tuple is None and same_labels and not self_mode:
+            # the detached-reference call loss(E, L, ref_emb=E.detach(), ref_labels=L): PML drops (i, i)
+            lists, counts = _all_pair_lists_without_self_pairs(labels)
+        elif indices_tuple is None:
+            # PML: `if all(len(x) <= 1 for x in indices_tuple): return zero losses`, as a tensor condition
+            n_pos, n_neg = _all_pair_counts(labels, ref_labels, self_mode)
+            rows = self._rows(embeddings, labels, ref_emb, ref_labels, None)
+            return torch.where((n_pos > 1) | (n_neg > 1), self._reduce(rows, embeddings), (embeddings * 0).sum())
         else:
             pairs = self._as_pairs(indices_tuple, embeddings.device)
             counts = (max(len(pairs[0]), len(pairs[1])), max(len(pairs[2]), len(pairs[3])))
@@ -90,9 +119,9 @@ class _FusedPairLoss(torch.nn.Module):
 
 class MultiSimilarityLoss(_FusedPairLoss):
     def __init__(self, alpha=2, beta=50, base=0.5, **kwargs):
-        self.alpha = alpha
-        self.beta = beta
-        self.base = base
+        self.alpha = check_number(alpha, "alpha", nonzero=True)
+        self.beta = check_number(beta, "beta", nonzero=True)
+        self.base = check_number(base, "base")
         super().__init__(**kwargs)
 
     def _pml_args(self):
@@ -113,8 +142,8 @@ class ContrastiveLoss(_FusedPairLoss):
     as_mask = False
 
     def __init__(self, pos_margin=0, neg_margin=1, **kwargs):
-        self.pos_margin = pos_margin
-        self.neg_margin = neg_margin
+        self.pos_margin = check_number(pos_margin, "pos_margin")
+        self.neg_margin = check_number(neg_margin, "neg_margin")
         super().__init__(**kwargs)
 
     def _pml_args(self):
@@ -126,10 +155,11 @@ class ContrastiveLoss(_FusedPairLoss):
         )
 
     def _reduce(self, rows, embeddings):
-        # AvgNonZeroReducer per side (0 without non-zero losses), summed in the embeddings' dtype (MultipleReducers).
-        sides = [
-            (rows[:, side].sum() / rows[:, 2 + side].sum()).to(embeddings.dtype)
-            for side in (0, 1)
-            if rows[:, 2 + side].sum() > 0
-        ]
-        return sum(sides) if sides else (embeddings * 0).sum()
+        # AvgNonZeroReducer per side (0 without non-zero losses), summed in the embeddings' dtype (MultipleReducers);
+        # a side without non-zero losses adds an exact 0, as a tensor condition (no data-dependent branch).
+        total = None
+        for side in (0, 1):
+            count = rows[:, 2 + side].sum()
+            mean = torch.where(count > 0, rows[:, side].sum() / count.clamp(min=1), 0.0).to(embeddings.dtype)
+            total = mean if total is None else total + mean
+        return total

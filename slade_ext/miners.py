@@ -5,7 +5,16 @@
     a1, p, a2, n = miner(embeddings, labels)
 
 Same constructor arguments, forward(embeddings, labels, ref_emb=None, ref_labels=None), output tuples and self-pair
-rule as PML; results equal PML's as sets (the order may differ: pairs come row-major, triplets lexicographic).
+rules as PML, class by class; results equal PML's as sets (the order may differ: pairs come row-major, triplets
+lexicographic). PML's self-pair rules (ref_emb=None counts as ref_emb *being* embeddings, with ref_labels *being*
+labels):
+- every miner builds its candidate pairs with get_all_pairs_indices: (i, i) is no positive when ref_labels *is*
+  labels, whatever ref_emb is (the "detached reference" call miner(E, L, E.detach(), L));
+- MultiSimilarityMiner also masks the diagonal of its similarity matrix when ref_emb *is* embeddings.
+The fused ops know "against itself" (ref_emb None) and "separate reference set"; the other combinations are
+composed here (module `_SelfPairs` below), exactly, with one dense exception: MultiSimilarityMiner on the detached
+call (or ref_emb *being* embeddings with a ref_labels object of other values) computes PML's rule on the full
+N x M matrix, because its row thresholds then see (i, i) on both sides (docs/architecture.md).
 Default distances as PML: cosine for MultiSimilarityMiner, L2 of normalised embeddings for the others.
 `distance=` takes PML's CosineSimilarity() or LpDistance() (normalised, p=2, power=1); any other distance or PML
 option falls back to PML's own miner with one FallbackWarning per instance.
@@ -17,6 +26,7 @@ import torch
 
 from . import ops
 from ._compat import check_forward_inputs, fused_or_fallback
+from .ops import check_number
 
 __all__ = [
     "MultiSimilarityMiner",
@@ -46,16 +56,35 @@ class _FusedMiner(torch.nn.Module):
     def forward(self, embeddings, labels, ref_emb=None, ref_labels=None):
         if self.fallback is not None:
             return self.fallback(embeddings, labels, ref_emb, ref_labels)
+        same_emb = ref_emb is None or ref_emb is embeddings
+        same_labels = ref_emb is None or ref_labels is labels  # PML's get_all_pairs_indices rule
         labels, ref_labels = check_forward_inputs(embeddings, labels, ref_emb, ref_labels, labels_required=True)
         with torch.no_grad():
-            return self._mine(embeddings, labels, ref_emb, ref_labels)
+            if same_emb and same_labels:
+                return self._mine(embeddings, labels, None, None)
+            if same_labels:  # separate ref_emb, ref_labels *is* labels: PML drops (i, i) from the positives
+                return self._mine_without_self_pairs(embeddings, labels, ref_emb)
+            return self._mine_separate(embeddings, labels, embeddings if ref_emb is None else ref_emb, ref_labels)
+
+    def _mine_separate(self, embeddings, labels, ref_emb, ref_labels):
+        """ref_labels is another object than labels: every pair, (i, i) included, is a candidate."""
+        return self._mine(embeddings, labels, ref_emb, ref_labels)
+
+    def _mine_without_self_pairs(self, embeddings, labels, ref_emb):
+        """Pair and triplet filters: mining against ref_emb and removing the (i, i) positives is exact (a negative
+        (i, i) cannot exist with the same labels)."""
+        out = self._mine(embeddings, labels, ref_emb, labels.clone())
+        keep = out[0] != out[1]
+        if len(out) == 3:  # triplets (a, p, n): drop those whose positive is the anchor itself
+            return tuple(t[keep] for t in out)
+        return out[0][keep], out[1][keep], out[2], out[3]
 
 
 class MultiSimilarityMiner(_FusedMiner):
     default_distance = "cosine"
 
     def __init__(self, epsilon=0.1, **kwargs):
-        self.epsilon = epsilon
+        self.epsilon = check_number(epsilon, "epsilon")
         super().__init__(**kwargs)
 
     def _pml_args(self):
@@ -64,11 +93,26 @@ class MultiSimilarityMiner(_FusedMiner):
     def _mine(self, embeddings, labels, ref_emb, ref_labels):
         return ops.mine_multi_similarity(embeddings, labels, ref_emb, ref_labels, self.epsilon, self.fused_distance)
 
+    def _mine_separate(self, embeddings, labels, ref_emb, ref_labels):
+        if ref_emb is not embeddings:
+            return self._mine(embeddings, labels, ref_emb, ref_labels)
+        # PML masks the diagonal (ref_emb *is* embeddings) although the labels are two objects
+        if torch.equal(labels.long(), ref_labels.long()):
+            return self._mine(embeddings, labels, None, None)  # equal values: exactly the self comparison
+        return _dense_multi_similarity(embeddings, labels, ref_emb, ref_labels, self.epsilon, self.fused_distance,
+                                       mask_diagonal=True)
+
+    def _mine_without_self_pairs(self, embeddings, labels, ref_emb):
+        # PML leaves (i, i) in both sorting matrices here (neither a positive nor a negative, not masked), so it
+        # enters both row thresholds and both outputs: no composition of the fused op reproduces that exactly.
+        return _dense_multi_similarity(embeddings, labels, ref_emb, labels, self.epsilon, self.fused_distance,
+                                       mask_diagonal=False, drop_self_positives=True)
+
 
 class PairMarginMiner(_FusedMiner):
     def __init__(self, pos_margin=0.2, neg_margin=0.8, **kwargs):
-        self.pos_margin = pos_margin
-        self.neg_margin = neg_margin
+        self.pos_margin = check_number(pos_margin, "pos_margin")
+        self.neg_margin = check_number(neg_margin, "neg_margin")
         super().__init__(**kwargs)
 
     def _pml_args(self):
@@ -87,6 +131,35 @@ class BatchHardMiner(_FusedMiner):
     def _mine(self, embeddings, labels, ref_emb, ref_labels):
         return ops.mine_batch_hard(embeddings, labels, ref_emb, ref_labels, self.fused_distance)
 
+    def _mine_without_self_pairs(self, embeddings, labels, ref_emb):
+        """Mine against ref_emb; where the hardest positive came out as (i, i), mine anchor i's positives again
+        with ref i relabelled to a fresh class (so it is no positive of i), one anchor per class per round (the
+        other relabelled refs are then of other classes: they were no positives of i either). The negative stays
+        the first pass's: (i, i) is no negative with the same labels. Exact, in the kernel's distances and ties."""
+        _, classes = torch.unique(labels.long(), return_inverse=True)
+        n_classes = int(classes.max()) + 1 if classes.numel() else 0
+        a, p, n = self._mine(embeddings, classes, ref_emb, classes.clone())
+        redo = a[a == p]
+        keep = a != p
+        out_a, out_p, out_n = [a[keep]], [p[keep]], [n[keep]]
+        if redo.numel():
+            neg_of = torch.full((labels.shape[0],), -1, dtype=torch.int64, device=a.device)
+            neg_of[a] = n
+            by_class = {}
+            for i in redo.tolist():
+                by_class.setdefault(int(classes[i]), []).append(i)
+            for r in range(max(len(v) for v in by_class.values())):
+                anchors = torch.tensor([v[r] for v in by_class.values() if len(v) > r], device=a.device)
+                ref_classes = classes.clone()
+                ref_classes[anchors] = n_classes + torch.arange(anchors.numel(), device=a.device)
+                a2, p2, _ = self._mine(embeddings[anchors], classes[anchors], ref_emb, ref_classes)
+                out_a.append(anchors[a2])
+                out_p.append(p2)
+                out_n.append(neg_of[anchors[a2]])
+        a, p, n = torch.cat(out_a), torch.cat(out_p), torch.cat(out_n)
+        order = torch.argsort(a)
+        return a[order], p[order], n[order]
+
 
 class TripletMarginMiner(_FusedMiner):
     TYPES = ("all", "hard", "semihard", "easy")
@@ -94,7 +167,7 @@ class TripletMarginMiner(_FusedMiner):
     def __init__(self, margin=0.2, type_of_triplets="all", **kwargs):
         if type_of_triplets not in self.TYPES:
             raise ValueError(f"type_of_triplets must be one of {self.TYPES}, got {type_of_triplets!r}")
-        self.margin = margin
+        self.margin = check_number(margin, "margin")
         self.type_of_triplets = type_of_triplets
         super().__init__(**kwargs)
 
@@ -127,6 +200,8 @@ class ConfidentPairMiner(torch.nn.Module):
         super().__init__()
         if mode not in ("literal", "agree"):
             raise ValueError(f'mode must be "literal" or "agree", got {mode!r}')
+        t_pos = None if t_pos is None else check_number(t_pos, "t_pos")
+        t_neg = None if t_neg is None else check_number(t_neg, "t_neg")
         if isinstance(basis, torch.Tensor):
             if t_pos is None or t_neg is None:
                 raise ValueError("t_pos and t_neg are required when basis is a tensor")
@@ -163,3 +238,48 @@ class ConfidentPairMiner(torch.nn.Module):
             return ops.select_confident_pairs(
                 embeddings, weight.detach(), float(t_pos), float(t_neg), pseudo, self.mode
             )
+
+
+def _dense_distance(x, y, distance: str):
+    """PML's CosineSimilarity() / LpDistance() matrix (normalised embeddings), computed as PML computes it."""
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    x = torch.nn.functional.normalize(x.to(dtype), p=2, dim=1)
+    y = torch.nn.functional.normalize(y.to(dtype), p=2, dim=1)
+    return x @ y.t() if distance == "cosine" else torch.cdist(x, y, p=2)
+
+
+def _dense_multi_similarity(emb, labels, ref_emb, ref_labels, epsilon, distance, mask_diagonal,
+                            drop_self_positives=False):
+    """PML's MultiSimilarityMiner.mine on the full N x M matrix, for the self-pair combinations the fused op cannot
+    express (see MultiSimilarityMiner). drop_self_positives: get_all_pairs_indices with ref_labels *being* labels."""
+    mat = _dense_distance(emb, ref_emb, distance)
+    inverted = distance == "cosine"
+    matches = labels.long()[:, None] == ref_labels.long()[None, :]
+    diffs = ~matches
+    if drop_self_positives:
+        matches.fill_diagonal_(False)
+    if not matches.any() or not diffs.any():
+        empty = torch.empty(0, dtype=torch.int64, device=emb.device)
+        return empty, empty.clone(), empty.clone(), empty.clone()
+    pos_ignore, neg_ignore = (float("inf"), float("-inf")) if inverted else (float("-inf"), float("inf"))
+    pos_sorting = mat.masked_fill(diffs, pos_ignore)
+    neg_sorting = mat.masked_fill(matches, neg_ignore)
+    if mask_diagonal:
+        pos_sorting.fill_diagonal_(pos_ignore)
+        neg_sorting.fill_diagonal_(neg_ignore)
+    pos_sorted, pos_idx = torch.sort(pos_sorting, dim=1)
+    neg_sorted, neg_idx = torch.sort(neg_sorting, dim=1)
+    if inverted:
+        hard_pos = torch.where(pos_sorted - epsilon < neg_sorted[:, -1].unsqueeze(1))
+        hard_neg = torch.where(neg_sorted + epsilon > pos_sorted[:, 0].unsqueeze(1))
+    else:
+        hard_pos = torch.where(pos_sorted + epsilon > neg_sorted[:, 0].unsqueeze(1))
+        hard_neg = torch.where(neg_sorted - epsilon < pos_sorted[:, -1].unsqueeze(1))
+    a1, p = hard_pos[0], pos_idx[hard_pos[0], hard_pos[1]]
+    a2, n = hard_neg[0], neg_idx[hard_neg[0], hard_neg[1]]
+    return _row_major(a1, p, ref_emb.shape[0]) + _row_major(a2, n, ref_emb.shape[0])
+
+
+def _row_major(a, b, m: int):
+    order = torch.argsort(a * m + b)
+    return a[order], b[order]

@@ -11,6 +11,8 @@ Conventions shared by every op:
 """
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 from . import _loader
@@ -28,6 +30,43 @@ __all__ = [
 ]
 
 
+def check_number(value, name: str, *, positive: bool = False, nonzero: bool = False, allow_inf: bool = False):
+    """`value` as a float, or ValueError/TypeError naming `name` when it is not a finite real number (NaN never
+    passes; +-inf only with allow_inf) or breaks `positive` / `nonzero`."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.dtype.is_complex:
+        value = float(value)  # a one-element tensor is read once, as before
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if value != value or (not allow_inf and value in (float("inf"), float("-inf"))):
+        raise ValueError(f"{name} must be {'a number (not NaN)' if allow_inf else 'finite'}, got {value}")
+    if positive and not value > 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    if nonzero and value == 0:
+        raise ValueError(f"{name} must be non-zero, got {value}")
+    return value
+
+
+def check_same_dtype_and_device(emb, name: str, other, other_name: str) -> None:
+    """ValueError / TypeError naming `other_name` when it is not on `emb`'s device (or, for a floating tensor, not of
+    its dtype): the kernels would otherwise fail deep inside with a message naming no argument."""
+    if other is None or not isinstance(other, torch.Tensor) or not isinstance(emb, torch.Tensor):
+        return
+    if other.device != emb.device:
+        raise ValueError(f"{other_name} is on {other.device} but the {name} are on {emb.device}")
+    if other.dtype.is_floating_point and emb.dtype.is_floating_point and other.dtype != emb.dtype:
+        raise TypeError(f"{other_name} has dtype {other.dtype} but the {name} have {emb.dtype} (convert one of them)")
+
+
+def _check_pair_inputs(emb, labels=None, ref_emb=None, ref_labels=None, basis=None, labels_name="labels"):
+    check_same_dtype_and_device(emb, "embeddings", ref_emb, "ref_emb")
+    check_same_dtype_and_device(emb, "embeddings", labels, labels_name)
+    check_same_dtype_and_device(emb, "embeddings", ref_labels, "ref_labels")
+    if basis is not None and isinstance(basis, torch.Tensor) and isinstance(emb, torch.Tensor):
+        if basis.device != emb.device:
+            raise ValueError(f"basis is on {basis.device} but the embeddings are on {emb.device}")
+
+
 def _self_ref(emb, labels, ref_emb, ref_labels):
     """Maps PML's identity rule onto the ops' convention: ref_emb None means "against itself, no self-pairs"."""
     if ref_emb is emb and (ref_labels is None or ref_labels is labels):
@@ -43,6 +82,7 @@ def basis_similarity(emb: torch.Tensor, basis: torch.Tensor, ref_emb: torch.Tens
 
     Returns [N, M] (or [B, N, M]) in emb's dtype; differentiable in emb, ref_emb and basis.
     """
+    _check_pair_inputs(emb, ref_emb=ref_emb, basis=basis)
     return torch.ops.slade.basis_similarity(emb, basis, ref_emb)
 
 
@@ -59,6 +99,7 @@ def basis_pair_stats(
     counts. Pairs where either label is negative (-1 = unknown) are ignored, and so is (i, i) when ref_emb is None.
     A side without pairs gives mean 0 and variance 0 (check the count). Differentiable in emb, ref_emb and basis.
     """
+    _check_pair_inputs(emb, labels, ref_emb, ref_labels, basis)
     ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
     return torch.ops.slade.basis_pair_stats(emb, basis, labels, ref_emb, ref_labels)
 
@@ -68,22 +109,27 @@ def basis_pair_stats(
 
 def mine_multi_similarity(emb, labels, ref_emb=None, ref_labels=None, epsilon: float = 0.1, distance: str = "cosine"):
     """pytorch-metric-learning's MultiSimilarityMiner rule. Returns (a1, p, a2, n)."""
+    _check_pair_inputs(emb, labels, ref_emb, ref_labels)
+    epsilon = check_number(epsilon, "epsilon")
     ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
-    return torch.ops.slade.mine_multi_similarity(emb, labels, ref_emb, ref_labels, float(epsilon), distance)
+    return torch.ops.slade.mine_multi_similarity(emb, labels, ref_emb, ref_labels, epsilon, distance)
 
 
 def mine_pair_margin(
     emb, labels, ref_emb=None, ref_labels=None, pos_margin: float = 0.2, neg_margin: float = 0.8, distance="cosine"
 ):
     """pytorch-metric-learning's PairMarginMiner rule. Returns (a1, p, a2, n)."""
+    _check_pair_inputs(emb, labels, ref_emb, ref_labels)
+    pos_margin, neg_margin = check_number(pos_margin, "pos_margin"), check_number(neg_margin, "neg_margin")
     ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
     return torch.ops.slade.mine_pair_margin(
-        emb, labels, ref_emb, ref_labels, float(pos_margin), float(neg_margin), distance
+        emb, labels, ref_emb, ref_labels, pos_margin, neg_margin, distance
     )
 
 
 def mine_batch_hard(emb, labels, ref_emb=None, ref_labels=None, distance: str = "cosine"):
     """pytorch-metric-learning's BatchHardMiner rule (ties -> smallest index). Returns (a, p, n)."""
+    _check_pair_inputs(emb, labels, ref_emb, ref_labels)
     ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
     return torch.ops.slade.mine_batch_hard(emb, labels, ref_emb, ref_labels, distance)
 
@@ -102,10 +148,12 @@ def mine_triplet_margin(
 
     max_triplets_per_anchor keeps each anchor's first k triplets in (positive, negative) order. Returns (a, p, n).
     """
+    _check_pair_inputs(emb, labels, ref_emb, ref_labels)
+    margin = check_number(margin, "margin")
     ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
     cap = -1 if max_triplets_per_anchor is None else int(max_triplets_per_anchor)
     return torch.ops.slade.mine_triplet_margin(
-        emb, labels, ref_emb, ref_labels, float(margin), type_of_triplets, cap, distance
+        emb, labels, ref_emb, ref_labels, margin, type_of_triplets, cap, distance
     )
 
 
@@ -126,7 +174,9 @@ def select_confident_pairs(
     negatives different ones (label -1 takes part in neither). Nothing is selected while t_pos <= t_neg.
     Returns (a1, p, a2, n).
     """
-    return torch.ops.slade.select_confident_pairs(emb, basis, float(t_pos), float(t_neg), pseudo_labels, mode)
+    _check_pair_inputs(emb, pseudo_labels, basis=basis, labels_name="pseudo_labels")
+    t_pos, t_neg = check_number(t_pos, "t_pos"), check_number(t_neg, "t_neg")
+    return torch.ops.slade.select_confident_pairs(emb, basis, t_pos, t_neg, pseudo_labels, mode)
 
 
 # ---- fake kernels: shapes for torch.compile --------------------------------------------------------------------

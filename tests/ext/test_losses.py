@@ -321,3 +321,18 @@ def test_registered_loss_backward_returns_none_for_inputs_without_grad(device, p
     needs = (pattern[0], False, pattern[1]) + (False,) * (len(tensors) - 3 + len(params))
     out = backward(FakeCtx(needs, tensors + (rows,), params), torch.ones_like(rows))
     assert [g is not None for g in out] == [pattern[0], False, pattern[1]] + [False] * (len(needs) - 3)
+
+
+@pytest.mark.parametrize("name", ["MultiSimilarityLoss", "ContrastiveLoss"])
+def test_fallback_finds_pml_class_when_pml_namespace_is_patched(monkeypatch, name):
+    """`pytorch_metric_learning.losses.X = slade_ext.losses.X` (adopting the drop-in by patching) must not make the
+    fallback recurse: it builds PML's own X from its defining module. monkeypatch undoes the patch."""
+    original = getattr(pml_losses, name)
+    monkeypatch.setattr(pml_losses, name, getattr(losses, name))
+    distance = pml_distances.DotProductSimilarity()
+    with pytest.warns(FallbackWarning):
+        ours = getattr(losses, name)(distance=distance)
+    assert type(ours.fallback) is original
+    g = torch.Generator().manual_seed(0)
+    emb, labels = torch.randn(30, 8, generator=g), torch.randint(0, 4, (30,), generator=g)
+    torch.testing.assert_close(ours(emb, labels), original(distance=distance)(emb, labels))

@@ -225,17 +225,34 @@ def test_other_pml_options_fall_back(make):
     assert len(miner(emb, labels)) in (3, 4)
 
 
-def test_copy_with_the_same_labels_object_is_a_separate_reference_set():
-    """The documented difference from PML: a copy as ref_emb with ref_labels *being* labels is a separate reference
-    set to us, so (i, i) is a positive pair, while PML drops (i, i); with ref_labels a copy too, both agree."""
+def test_copy_with_the_same_labels_object_drops_self_pairs_as_pml():
+    """PML's rule: ref_labels *being* labels drops (i, i) from the positives whatever ref_emb is (the detached
+    reference call miner(E, L, E.detach(), L)); with ref_labels a copy, (i, i) is a positive again. Both as PML."""
     emb, labels = make_inputs(30, 3)
     ref = emb.detach().clone()
     self_pairs = lambda out: {(a, p) for a, p in zip(out[0].tolist(), out[1].tolist()) if a == p}  # noqa: E731
     ours = miners.PairMarginMiner(pos_margin=-1.0)(emb, labels, ref, labels)
     theirs = pml_miners.PairMarginMiner(pos_margin=-1.0)(emb, labels, ref, labels)
-    assert self_pairs(ours) == {(i, i) for i in range(30)}
-    assert self_pairs(theirs) == set()
-    assert_same_output(
-        miners.PairMarginMiner(pos_margin=-1.0)(emb, labels, ref, labels.clone()),
-        pml_miners.PairMarginMiner(pos_margin=-1.0)(emb, labels, ref, labels.clone()),
-    )
+    assert self_pairs(ours) == self_pairs(theirs) == set()
+    assert_same_output(ours, theirs)
+    copy = miners.PairMarginMiner(pos_margin=-1.0)(emb, labels, ref, labels.clone())
+    assert self_pairs(copy) == {(i, i) for i in range(30)}
+    assert_same_output(copy, pml_miners.PairMarginMiner(pos_margin=-1.0)(emb, labels, ref, labels.clone()))
+
+
+@pytest.mark.parametrize("name", ["MultiSimilarityMiner", "BatchHardMiner", "PairMarginMiner", "TripletMarginMiner"])
+def test_fallback_finds_pml_class_when_pml_namespace_is_patched(monkeypatch, name):
+    """Adopting the drop-ins by patching `pytorch_metric_learning.miners.X = slade_ext.miners.X`: the fallback
+    still builds PML's own X (from its defining module) instead of recursing into ours. monkeypatch undoes it."""
+    original = getattr(pml_miners, name)
+    monkeypatch.setattr(pml_miners, name, getattr(miners, name))
+    distance = pml_distances.DotProductSimilarity()
+    with pytest.warns(FallbackWarning):
+        ours = getattr(miners, name)(distance=distance)
+    assert type(ours.fallback) is original
+    emb, labels = make_inputs(40, 4)
+    assert_same_output(ours(emb, labels), original(distance=distance)(emb, labels))
+    # the patched name itself, as user code calls it, also works (it is our class, falling back the same way)
+    with pytest.warns(FallbackWarning):
+        patched = getattr(pml_miners, name)(distance=distance)
+    assert type(patched.fallback) is original
