@@ -34,20 +34,29 @@ def _world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-def gather_global(x: torch.Tensor | None) -> torch.Tensor | None:
-    """Every rank's `x` concatenated in rank order (dim 0); this rank's part keeps its autograd history."""
+def gather_global(x: torch.Tensor | None, differentiable: bool = False) -> torch.Tensor | None:
+    """Every rank's `x` concatenated in rank order (dim 0), for batches of any sizes.
+
+    differentiable=False: this rank's part keeps its autograd history, the others are values (PML's scheme).
+    differentiable=True: the gradient of every rank's copy flows back to the rows' owner and is summed there, so
+    that when every rank computes the same loss of the global batch, each rank's rows get world size x their
+    single-process gradient (what the training layer averages over ranks)."""
     if x is None or _world_size() == 1:
         return x
-    sizes = [torch.zeros(1, dtype=torch.int64, device=x.device) for _ in range(dist.get_world_size())]
+    world = dist.get_world_size()
+    sizes = [torch.zeros(1, dtype=torch.int64, device=x.device) for _ in range(world)]
     dist.all_gather(sizes, torch.tensor([x.shape[0]], dtype=torch.int64, device=x.device))
     sizes = [int(s) for s in sizes]
-    padded = torch.zeros((max(sizes), *x.shape[1:]), dtype=x.dtype, device=x.device)
-    padded[: x.shape[0]] = x.detach()
-    parts = [torch.empty_like(padded) for _ in sizes]
-    dist.all_gather(parts, padded.contiguous())
-    parts = [p[:n] for p, n in zip(parts, sizes)]
-    parts[dist.get_rank()] = x  # the local rows with their gradient path
-    return torch.cat(parts)
+    pad = [0, 0] * (x.dim() - 1) + [0, max(sizes) - x.shape[0]]
+    if differentiable:
+        from torch.distributed.nn.functional import all_gather
+
+        parts = list(all_gather(torch.nn.functional.pad(x, pad).contiguous()))
+    else:
+        parts = [torch.empty((max(sizes), *x.shape[1:]), dtype=x.dtype, device=x.device) for _ in sizes]
+        dist.all_gather(parts, torch.nn.functional.pad(x.detach(), pad).contiguous())
+        parts[dist.get_rank()] = torch.nn.functional.pad(x, pad)  # the local rows with their gradient path
+    return torch.cat([part[:n] for part, n in zip(parts, sizes)])
 
 
 class DistributedLossWrapper(torch.nn.Module):

@@ -3,6 +3,7 @@ add_arguments(parser) and run(args, extra) -> exit code; adding one is one line 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from slade.cli import evaluate, info, run, train_teacher
@@ -28,5 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, ImportError, RuntimeError) as err:
         if getattr(args, "traceback", False):
             raise
-        print(f"slade {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        print(f"slade {args.command}{_rank_suffix()}: error: {err}", file=sys.stderr)
+        return 2  # under torchrun a failing rank's exit stops the other ranks
+
+
+def _rank_suffix() -> str:
+    """' (rank R of K)' inside a torchrun job, so that an error names the rank it came from."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return f" (rank {os.environ.get('RANK', '?')} of {world})" if world > 1 else ""

@@ -20,7 +20,9 @@ def run(args, extra) -> int:
     cfg = config_from_args(args, extra)
     from slade.pipeline.selftrain import run_selftrain  # heavy imports only once the config is known to be good
 
-    report = run_selftrain(cfg, context_from_args(cfg, args))
-    print(json.dumps({"out_dir": cfg.runtime.out_dir, "test": report["test"], "seconds": report["seconds"]},
-                     indent=2))
+    ctx = context_from_args(cfg, args)
+    report = run_selftrain(cfg, ctx)
+    if ctx.ranks.main:  # one report per job, not one per rank
+        print(json.dumps({"out_dir": cfg.runtime.out_dir, "test": report["test"], "seconds": report["seconds"]},
+                         indent=2))
     return 0

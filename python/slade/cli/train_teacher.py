@@ -21,6 +21,7 @@ def run(args, extra) -> int:
 
     ctx = context_from_args(cfg, args)
     result = train_teacher(cfg, build_benchmark(cfg.data), ctx, ctx.paths.root)
-    print(json.dumps({"out_dir": cfg.runtime.out_dir, "best_epoch": result.best_epoch,
-                      "best_val_map_at_r": result.best_val_map_at_r, "test": result.metrics}, indent=2))
+    if ctx.ranks.main:  # one report per job, not one per rank
+        print(json.dumps({"out_dir": cfg.runtime.out_dir, "best_epoch": result.best_epoch,
+                          "best_val_map_at_r": result.best_val_map_at_r, "test": result.metrics}, indent=2))
     return 0

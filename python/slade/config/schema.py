@@ -162,6 +162,7 @@ class RuntimeConfig:
     amp: bool = True  # mixed precision; only ever used on CUDA
     workers: int = 0  # DataLoader worker processes
     out_dir: str = _path("runs/teacher")
+    sync_batchnorm: bool = True  # under torchrun: batch-norm statistics over the global batch, not each rank's slice
 
 
 @dataclass

@@ -47,17 +47,20 @@ def evaluate_role(model, bench: Benchmark, role: str, cfg, ctx: RunContext, skip
 
     if role == "test" and bench.query is not None:
         query, reference = run(bench.query), run(bench.gallery)
-        metrics = retrieval_metrics(query.embeddings, query.labels, reference.embeddings, reference.labels,
-                                    cfg.eval.recall_ks, backend=cfg.eval.knn_backend)
     else:
         images = getattr(bench, role)
         if images is None:
             raise ValueError(f"benchmark {bench.name!r} has no {role!r} set")
         query, reference = run(images), None
-        metrics = retrieval_metrics(query.embeddings, query.labels, recall_ks=cfg.eval.recall_ks,
-                                    backend=cfg.eval.knn_backend)
-    if clustering:
-        metrics.update(clustering_metrics(query.embeddings, query.labels))
+    metrics = None
+    if ctx.ranks.main:  # every rank holds the embeddings; the metrics are computed once
+        metrics = retrieval_metrics(query.embeddings, query.labels,
+                                    None if reference is None else reference.embeddings,
+                                    None if reference is None else reference.labels,
+                                    cfg.eval.recall_ks, backend=cfg.eval.knn_backend)
+        if clustering:
+            metrics.update(clustering_metrics(query.embeddings, query.labels))
+    metrics = ctx.ranks.broadcast(metrics)
     return RetrievalEval(metrics, query, reference)
 
 
@@ -74,8 +77,10 @@ def test_and_report(model, bench: Benchmark, cfg, ctx: RunContext, out: Path, sk
     """Test metrics (with NMI/AMI when eval.clustering), written to out/test_metrics.json with a Recall@K plot and
     a retrieval grid."""
     result = evaluate_role(model, bench, "test", cfg, ctx, skip_log=skip_log, clustering=cfg.eval.clustering)
-    (out / "test_metrics.json").write_text(json.dumps(result.metrics, indent=2), encoding="utf-8")
-    plot_recall_at_k(result.metrics, cfg.eval.recall_ks, out / "recall_at_k.png", title=f"{bench.name} test")
-    if cfg.eval.grid_queries > 0:
-        save_retrieval_grid(result, out / "retrievals.png", n_queries=cfg.eval.grid_queries, seed=ctx.seed)
+    if ctx.ranks.main:
+        (out / "test_metrics.json").write_text(json.dumps(result.metrics, indent=2), encoding="utf-8")
+        plot_recall_at_k(result.metrics, cfg.eval.recall_ks, out / "recall_at_k.png", title=f"{bench.name} test")
+        if cfg.eval.grid_queries > 0:
+            save_retrieval_grid(result, out / "retrievals.png", n_queries=cfg.eval.grid_queries, seed=ctx.seed)
+    ctx.ranks.barrier()
     return result.metrics

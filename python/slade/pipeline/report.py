@@ -92,8 +92,9 @@ def _markdown(report: dict) -> str:
 
 
 def write_report(out: Path, cfg: config.Config, bench, folds: list, concatenated: dict | None, init,
-                 seconds: float) -> dict:
-    """folds: the pipeline's FoldResults, read from memory; init: the self-supervised stage's result or None."""
+                 seconds: float, write: bool = True) -> dict:
+    """folds: the pipeline's FoldResults, read from memory; init: the self-supervised stage's result or None.
+    write=False (the other ranks of a torchrun job) returns the report without writing it."""
     stages = [s for f in folds for s in (f.teacher, *(x for r in f.rounds for x in (r.pseudo, r.student)))]
     steps = [r.student.steps for r in folds[0].rounds]
     report = {
@@ -108,6 +109,8 @@ def write_report(out: Path, cfg: config.Config, bench, folds: list, concatenated
                  for f in folds],
         "config": config.to_dict(cfg),
     }
+    if not write:
+        return report
     (out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     (out / "report.md").write_text(_markdown(report), encoding="utf-8")
     plot_comparison(report["test"], out / "compare.png")

@@ -87,7 +87,8 @@ def run_selftrain(cfg: config.Config, ctx: RunContext, on_step_end=()) -> dict:
     began = time.time()
     root = ctx.paths.root
     root.mkdir(parents=True, exist_ok=True)
-    config.save(cfg, root / "config.yaml")
+    if ctx.ranks.main:
+        config.save(cfg, root / "config.yaml")
     bench = build_benchmark(cfg.data)
     if bench.unlabeled is None:
         raise ValueError(f"benchmark {bench.name!r} has no unlabeled set: give data.unlabeled_root")
@@ -108,4 +109,7 @@ def run_selftrain(cfg: config.Config, ctx: RunContext, on_step_end=()) -> dict:
         for r in range(cfg.selftrain.rounds):
             concatenated[f"student_round{r + 1}"] = concatenated_test_metrics(
                 [f.rounds[r].student.weights for f in results], cfg, bench, ctx)
-    return write_report(root, cfg, bench, results, concatenated, init, seconds=round(time.time() - began, 1))
+    report = write_report(root, cfg, bench, results, concatenated, init, seconds=round(time.time() - began, 1),
+                          write=ctx.ranks.main)
+    ctx.ranks.barrier()
+    return report

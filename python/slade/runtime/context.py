@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from slade.runtime.devices import resolve_device
+from slade.runtime.distributed import Ranks, global_batchnorm, init_from_env
 
 
 @dataclass(frozen=True)
@@ -45,18 +46,30 @@ class RunContext:
     progress: bool
     resume: bool
     paths: RunPaths
+    ranks: Ranks = Ranks()  # this process's place in a torchrun job (runtime/distributed.py)
+    sync_batchnorm: bool = True
 
     @classmethod
     def from_config(cls, cfg, progress: bool = True, resume: bool = False) -> "RunContext":
-        """The context of `cfg`'s runtime section; the GPU decision is made here and nowhere else."""
+        """The context of `cfg`'s runtime section; the GPU decision is made here and nowhere else. Under torchrun
+        the process joins its group, uses the GPU of its local rank, and only rank 0 shows progress."""
         rt = cfg.runtime
+        ranks = init_from_env()
         device = resolve_device(rt.device)
+        if ranks.active and device.type == "cuda":
+            device = torch.device("cuda", ranks.local_rank)
         return cls(device=device, amp=rt.amp and device.type == "cuda", seed=rt.seed, workers=rt.workers,
-                   progress=progress, resume=resume, paths=RunPaths(Path(rt.out_dir)))
+                   progress=progress and ranks.main, resume=resume, paths=RunPaths(Path(rt.out_dir)), ranks=ranks,
+                   sync_batchnorm=rt.sync_batchnorm)
 
     def at(self, root: Path) -> "RunContext":
         """The same context with its run directory at `root` (a fold, or a stage run on its own)."""
         return replace(self, paths=RunPaths(Path(root)))
+
+    def trainable(self, model: torch.nn.Module) -> torch.nn.Module:
+        """`model` on this run's device, with global-batch batch norm when the run spans processes."""
+        model = model.to(self.device)
+        return global_batchnorm(model, self.device) if self.ranks.active and self.sync_batchnorm else model
 
     def autocast(self):
         """float16 autocast on CUDA when amp is on; nothing on CPU (autocast would slow small CPU runs down)."""

@@ -25,11 +25,15 @@ class StageResult:
     weights_file: str | None = None  # the checkpoint in `directory` holding the weights the stage hands on
     weights: dict | None = field(default=None, repr=False, compare=False)  # those weights, in memory
 
-    def save(self) -> "StageResult":
-        data = dataclasses.asdict(self)
-        data["directory"] = str(self.directory)
-        del data["weights"]
-        checkpoint.save_json(data, Path(self.directory) / RESULT_FILE)
+    def save(self, ranks=None) -> "StageResult":
+        """Writes result.json (on rank 0 of a torchrun job, the others wait: runtime.distributed.Ranks)."""
+        if ranks is None or ranks.main:
+            data = dataclasses.asdict(self)
+            data["directory"] = str(self.directory)
+            del data["weights"]
+            checkpoint.save_json(data, Path(self.directory) / RESULT_FILE)
+        if ranks is not None:
+            ranks.barrier()
         return self
 
     @classmethod

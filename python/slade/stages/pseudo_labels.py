@@ -55,8 +55,11 @@ def make_pseudo_labels(model, unlabeled: ImageSet | None, cfg, ctx: RunContext, 
     check_cluster_count(cfg.pseudo.k, len(unlabeled))
     embeddings, _, indices = embed(model, unlabeled, eval_transform(cfg.data, photo), ctx, cfg.eval.batch_size,
                                    skip_log=skip_log)
-    labels = cluster(embeddings.numpy(), cfg.pseudo.k, seed=ctx.seed, iterations=cfg.pseudo.iterations,
-                     gpu=cfg.pseudo.gpu)
+    labels = None
+    if ctx.ranks.main:  # k-means once; every rank gets its assignment
+        labels = cluster(embeddings.numpy(), cfg.pseudo.k, seed=ctx.seed, iterations=cfg.pseudo.iterations,
+                         gpu=cfg.pseudo.gpu)
+    labels = ctx.ranks.broadcast(labels)
     indices = indices.numpy()
     hidden = unlabeled.hidden_labels[indices] if unlabeled.hidden_labels is not None else None
     return PseudoLabels(labels, indices, quality(labels, cfg.pseudo.k, hidden))
@@ -72,8 +75,9 @@ def pseudo_label(cfg, bench: Benchmark, ctx: RunContext, out: Path, teacher_weig
     model.load_state_dict(teacher_weights)
     skip_log = SkipLog()
     pseudo = make_pseudo_labels(model, bench.unlabeled, cfg, ctx, bench.photo, skip_log)
-    save_pseudo_labels(pseudo, out)
-    (out / "quality.json").write_text(json.dumps(pseudo.quality, indent=2), encoding="utf-8")
-    skip_log.report("pseudo labels")
+    if ctx.ranks.main:
+        save_pseudo_labels(pseudo, out)
+        (out / "quality.json").write_text(json.dumps(pseudo.quality, indent=2), encoding="utf-8")
+        skip_log.report("pseudo labels")
     return StageResult("pseudo_labels", out, round(time.time() - began, 1), metrics=pseudo.quality,
-                       skipped=skip_log.paths()).save()
+                       skipped=skip_log.paths()).save(ctx.ranks)

@@ -77,7 +77,7 @@ class SelfSupTask:
         self.dataset = ConcatDataset([ImageDataset(images, eval_transform(cfg.data, bench.photo)) for images in sets])
         if s.batch_size > len(self.dataset):
             raise ValueError(f"selfsup.batch_size={s.batch_size} exceeds the {len(self.dataset)} images")
-        self.model = build_model(cfg.model, cfg.data.channels, cfg.data.image_size).to(ctx.device)
+        self.model = ctx.trainable(build_model(cfg.model, cfg.data.channels, cfg.data.image_size))
         self.projection = Projection(self.model.backbone.out_features, s.projection_dim).to(ctx.device)
         schedule = dataclasses.replace(cfg.train, epochs=s.epochs, lr=s.lr, warmup_epochs=0)
         self.optimizer = build_optimizer(list(self.model.backbone.parameters()) + list(self.projection.parameters()),
@@ -94,12 +94,15 @@ class SelfSupTask:
         self.model.train()
 
     def step(self, batch: dict, global_step: int):
-        images = batch["images"].to(self.ctx.device)
+        ranks = self.ctx.ranks
+        # The views of the global batch, drawn alike on every rank (same generator state); each forwards its rows.
+        images = ranks.gather(batch["images"].to(self.ctx.device))
         if len(images) < 2:
             return None
+        mine = ranks.shard(torch.arange(len(images)))
         with self.ctx.autocast():
-            z1 = self.projection(self.model.backbone(self.augment(images)))
-            z2 = self.projection(self.model.backbone(self.augment(images)))
+            z1 = ranks.gather(self.projection(self.model.backbone(self.augment(images)[mine])), differentiable=True)
+            z2 = ranks.gather(self.projection(self.model.backbone(self.augment(images)[mine])), differentiable=True)
         return nt_xent(z1, z2, self.temperature), {}
 
 
@@ -111,11 +114,12 @@ def train_selfsup(cfg: config.Config, bench: Benchmark, ctx: RunContext, out: Pa
     task = SelfSupTask(cfg, bench, ctx)
     loop = Loop(task, ctx, out, cfg.selfsup.epochs, config.to_dict(cfg), on_epoch_end=on_epoch_end)
     trained = loop.run()
-    loop.skip_log.report("selfsup")
-    checkpoint.save_atomic({"format": checkpoint.FORMAT, "stage": "selfsup", "model": task.model.state_dict(),
-                            "config": config.to_dict(cfg)}, Path(out) / "init.pt")
+    if ctx.ranks.main:
+        loop.skip_log.report("selfsup")
+        checkpoint.save_atomic({"format": checkpoint.FORMAT, "stage": "selfsup", "model": task.model.state_dict(),
+                                "config": config.to_dict(cfg)}, Path(out) / "init.pt")
     return StageResult("selfsup", Path(out), round(time.time() - began, 1),
                        metrics={"epochs": len(trained.history), "final_loss": trained.history[-1]["loss"]},
                        history=trained.history, steps=trained.steps, skipped=loop.skip_log.paths(),
                        weights_file="init.pt",
-                       weights=task.model.state_dict()).save()
+                       weights=task.model.state_dict()).save(ctx.ranks)

@@ -56,7 +56,7 @@ class StudentTask:
                  init_weights: dict | None):
         s = cfg.student
         self.ctx, self.warmup_steps, self.restart_averages = ctx, s.warmup_steps, s.restart_averages
-        self.model = build_model(cfg.model, cfg.data.channels, cfg.data.image_size).to(ctx.device)
+        self.model = ctx.trainable(build_model(cfg.model, cfg.data.channels, cfg.data.image_size))
         self.basis = build_basis(s, len(bench.labeled.class_names), cfg.model.embedding_dim)
         groups = [{"params": list(self.model.parameters())}]
         if self.basis is not None:
@@ -89,12 +89,13 @@ class StudentTask:
         warmup = self.basis is not None and global_step < self.warmup_steps
         if self.basis is not None and self.restart_averages and 0 < self.warmup_steps == global_step:
             self.basis.restart_averages()  # the warm-up's averages lag behind the W it ended with
-        labels = batch["labels"].to(device)
+        ranks = self.ctx.ranks  # every rank sees the global batch's embeddings, in rank order
+        labels = ranks.gather(batch["labels"].to(device))
         is_unlabeled = (labels < 0).cpu()  # labeled items carry their class, unlabeled ones -1: use their pseudo label
-        unlabeled_idx = batch["indices"][is_unlabeled]
+        unlabeled_idx = ranks.gather(batch["indices"].to(device)).cpu()[is_unlabeled]
         p_u = self.pseudo[unlabeled_idx].to(device)
         with torch.set_grad_enabled(not warmup), self.ctx.autocast():
-            f = self.model(batch["images"].to(device))
+            f = ranks.gather(self.model(batch["images"].to(device)), differentiable=not warmup)
         f_l, y_l, f_u = f[~is_unlabeled], labels[~is_unlabeled], f[is_unlabeled]
         loss, stats, pairs = (self.objective.warmup if warmup else self.objective)(f_l, y_l, f_u, p_u)
         if pairs is not None and self.hidden is not None:
@@ -109,7 +110,8 @@ def train_student(cfg: config.Config, bench: Benchmark, pseudo: PseudoLabels, ct
     began = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    config.save(cfg, out / "config.yaml")
+    if ctx.ranks.main:
+        config.save(cfg, out / "config.yaml")
     seed_everything(ctx.seed)
     task = StudentTask(cfg, bench, pseudo, ctx, init_weights)
     return train_validate_test(task, cfg, bench, ctx, out, cfg.student.epochs, began,

@@ -28,7 +28,7 @@ class TeacherTask:
 
     def __init__(self, cfg: config.Config, bench: Benchmark, ctx: RunContext, init_weights: dict | None):
         self.ctx = ctx
-        self.model = build_model(cfg.model, cfg.data.channels, cfg.data.image_size).to(ctx.device)
+        self.model = ctx.trainable(build_model(cfg.model, cfg.data.channels, cfg.data.image_size))
         if init_weights is not None:
             self.model.load_state_dict(init_weights)
         self.loss_fn, self.miner = build_loss(cfg.loss), build_miner(cfg.loss)
@@ -45,11 +45,12 @@ class TeacherTask:
         self.model.train()
 
     def step(self, batch: dict, global_step: int):
-        if len(batch["labels"]) < 2:
+        ranks, device = self.ctx.ranks, self.ctx.device
+        labels = ranks.gather(batch["labels"].to(device))  # the global batch's, in rank order
+        if len(labels) < 2:
             return None
-        labels = batch["labels"].to(self.ctx.device)
         with self.ctx.autocast():
-            embeddings = self.model(batch["images"].to(self.ctx.device))
+            embeddings = ranks.gather(self.model(batch["images"].to(device)), differentiable=True)
         miner = self.miner(embeddings, labels) if self.miner is not None else None
         return self.loss_fn(embeddings, labels, miner), {}
 
@@ -61,7 +62,8 @@ def train_teacher(cfg: config.Config, bench: Benchmark, ctx: RunContext, out: Pa
     began = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    config.save(cfg, out / "config.yaml")
+    if ctx.ranks.main:
+        config.save(cfg, out / "config.yaml")
     seed_everything(ctx.seed)
     task = TeacherTask(cfg, bench, ctx, init_weights)
     return train_validate_test(task, cfg, bench, ctx, out, cfg.train.epochs, began, on_epoch_end=on_epoch_end)

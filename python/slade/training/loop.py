@@ -1,8 +1,10 @@
 """The one training loop. It owns what every stage's training has in common: per-epoch seeding, the mixed-precision
 scaler step, validation, best.pt / last.pt in one checkpoint format, mid-epoch checkpoints, resume (exact: a run
 stopped anywhere ends as an uninterrupted one would, bit for bit at runtime.workers=0), the metrics logs
-(metrics.jsonl per epoch, steps.jsonl per step), curves and hooks. A stage supplies a `Task`: its parts and its
-step (batch -> loss and statistics), and optionally a validation.
+(metrics.jsonl per epoch, steps.jsonl per step), curves and hooks, and, under torchrun, the data-parallel split
+(runtime/distributed.py): each rank loads its slice of the global batch, the gradients are averaged over ranks,
+and only rank 0 writes. A stage supplies a `Task`: its parts and its step (batch -> loss and statistics; the step
+gathers the global batch's embeddings through ctx.ranks), and optionally a validation.
 
 Stage directory: last.pt (every `checkpoint_every` steps and at each epoch's end), best.pt (weights of the best
 validation epoch), metrics.jsonl, steps.jsonl, curves.png."""
@@ -78,6 +80,11 @@ class Loop:
         return {**self.task.parts(), "scaler": self.scaler}
 
     def _save_last(self, epoch: int, step_in_epoch: int) -> None:
+        if self.ctx.ranks.main:
+            self._write_last(epoch, step_in_epoch)
+        self.ctx.ranks.barrier()
+
+    def _write_last(self, epoch: int, step_in_epoch: int) -> None:
         checkpoint.save_atomic({"format": checkpoint.FORMAT, "stage": self.task.name,
                                 **{k: v for k, v in self.state.items() if k not in ("epoch", "step_in_epoch")},
                                 "epoch": epoch, "step_in_epoch": step_in_epoch, "rng": rng_state(),
@@ -101,6 +108,7 @@ class Loop:
         loss, stats = out
         self.task.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        self.ctx.ranks.average_gradients(p for group in self.task.optimizer.param_groups for p in group["params"])
         self.scaler.step(self.task.optimizer)
         self.scaler.update()
         return {"loss": loss.item(), **stats}
@@ -110,7 +118,7 @@ class Loop:
         began, skip = time.time(), state["step_in_epoch"]
         seed_everything(ctx.seed, epoch + 1)  # each epoch's randomness depends only on (seed, epoch)
         task.sampler.set_epoch(epoch)
-        batches = list(task.sampler)
+        batches = [ctx.ranks.shard(batch) for batch in task.sampler]  # every rank draws the same global batches
         loader = DataLoader(task.dataset, batch_sampler=batches[skip:], num_workers=ctx.workers,
                             collate_fn=collate_skipping_unreadable)
         lr = task.optimizer.param_groups[0]["lr"]
@@ -128,7 +136,8 @@ class Loop:
             state["global_step"] += 1
             row = {"step": state["global_step"], "epoch": epoch + 1, **row}
             state["steps"].append(row)
-            self.step_log.append(row)
+            if ctx.ranks.main:
+                self.step_log.append(row)
             bar.set_postfix(loss=f"{row['loss']:.4f}")
             if self.checkpoint_every and state["global_step"] % self.checkpoint_every == 0 and i + 1 < len(batches):
                 self._save_last(epoch, i + 1)
@@ -142,15 +151,17 @@ class Loop:
             best = state["best"]
             if best is None or val["map_at_r"] > best["map_at_r"]:
                 state["best"] = {"epoch": epoch + 1, "map_at_r": val["map_at_r"]}
-                checkpoint.save_atomic({"format": checkpoint.FORMAT, "stage": task.name, "epoch": epoch + 1,
-                                        "model": task.model.state_dict(), "config": self.config, "val": val},
-                                       self.out / "best.pt")
+                if ctx.ranks.main:
+                    checkpoint.save_atomic({"format": checkpoint.FORMAT, "stage": task.name, "epoch": epoch + 1,
+                                            "model": task.model.state_dict(), "config": self.config, "val": val},
+                                           self.out / "best.pt")
         row["seconds"] = round(time.time() - began, 2)
         state["history"].append(row)
         state["step_in_epoch"] = 0
+        if ctx.ranks.main:
+            self.epoch_log.append(row)
+            plot_training_curves(state["history"], self.out / "curves.png")
         self._save_last(epoch + 1, 0)
-        self.epoch_log.append(row)
-        plot_training_curves(state["history"], self.out / "curves.png")
         if ctx.progress:
             val_text = (f"  val MAP@R {row['val']['map_at_r']:.4f}  P@1 {row['val']['precision_at_1']:.4f}"
                         if "val" in row else "")
@@ -161,11 +172,13 @@ class Loop:
 
     def run(self) -> LoopResult:
         saved_rng = self._resume()
-        self.epoch_log.restart(self.state["history"])  # a resumed run drops rows written after its checkpoint
-        self.step_log.restart(self.state["steps"])
+        if self.ctx.ranks.main:  # a resumed run drops the rows written after its checkpoint
+            self.epoch_log.restart(self.state["history"])
+            self.step_log.restart(self.state["steps"])
         for epoch in range(self.state["epoch"], self.epochs):
             self._epoch(epoch, saved_rng)
             saved_rng = None
+        self.ctx.ranks.merge_skips(self.skip_log)
         return LoopResult(self.state["history"], self.state["steps"], self.state["best"])
 
     def load_best(self) -> None:

@@ -24,10 +24,11 @@ def train_validate_test(task: Task, cfg: config.Config, bench: Benchmark, ctx: R
     trained = loop.run()
     loop.load_best()
     test = test_and_report(task.model, bench, cfg, ctx, out, loop.skip_log)
-    loop.epoch_log.append({"event": "test", "best_epoch": trained.best["epoch"], "test": test,
-                           "skipped": loop.skip_log.paths()})
-    loop.skip_log.report(task.name)
+    if ctx.ranks.main:
+        loop.epoch_log.append({"event": "test", "best_epoch": trained.best["epoch"], "test": test,
+                               "skipped": loop.skip_log.paths()})
+        loop.skip_log.report(task.name)
     return StageResult(task.name, out, round(time.time() - began, 1), metrics=test,
                        best_epoch=trained.best["epoch"], best_val_map_at_r=trained.best["map_at_r"],
                        history=trained.history, steps=trained.steps, skipped=loop.skip_log.paths(),
-                       weights_file="best.pt", weights=task.model.state_dict()).save()
+                       weights_file="best.pt", weights=task.model.state_dict()).save(ctx.ranks)

@@ -28,7 +28,7 @@ DEFAULTS = {
                 "sd_grad": "paper", "warmup_steps": 100, "restart_averages": True, "ce_scale": 1.0,
                 "init": "selfsup", "checkpoint_every": 50},
     "selftrain": {"rounds": 1, "folds": 1},
-    "runtime": {"device": "auto", "seed": 0, "amp": True, "workers": 0, "out_dir": "runs/teacher"},
+    "runtime": {"device": "auto", "seed": 0, "amp": True, "workers": 0, "out_dir": "runs/teacher", "sync_batchnorm": True},
 }
 
 
@@ -68,4 +68,4 @@ def test_renamed_fields_left_their_old_sections():
         assert old not in names and new in names
     assert "seed" in hints(config.DataConfig)  # the data set's own seed stays
     assert [f.name for f in dataclasses.fields(config.RuntimeConfig)] == ["device", "seed", "amp", "workers",
-                                                                          "out_dir"]
+                                                                          "out_dir", "sync_batchnorm"]

@@ -77,13 +77,17 @@ def _check_ddp_parameter_gradients(rank):
 
 
 def _check_gather(rank):
-    x = torch.full((SIZES[rank], 3), float(rank), requires_grad=True)
-    gathered = gather_global(x)
-    assert gathered.shape == (sum(SIZES), 3)
-    assert torch.equal(gathered[: SIZES[0]], torch.zeros(SIZES[0], 3))
-    assert torch.equal(gathered[SIZES[0]:], torch.ones(SIZES[1], 3))
-    (gathered * torch.arange(1, sum(SIZES) + 1)[:, None]).sum().backward()
-    assert torch.equal(x.grad, torch.arange(1, sum(SIZES) + 1)[local_slice(rank), None].expand(-1, 3).float())
+    weights = torch.arange(1, sum(SIZES) + 1, dtype=torch.float32)[:, None]
+    for differentiable in (False, True):
+        x = torch.full((SIZES[rank], 3), float(rank), requires_grad=True)
+        gathered = gather_global(x, differentiable=differentiable)
+        assert gathered.shape == (sum(SIZES), 3)
+        assert torch.equal(gathered[: SIZES[0]], torch.zeros(SIZES[0], 3))
+        assert torch.equal(gathered[SIZES[0]:], torch.ones(SIZES[1], 3))
+        (gathered * weights).sum().backward()  # the same loss on every rank
+        # Without: only this rank's copy reaches x; with: the copies of both ranks are summed at the owner.
+        expected = (WORLD if differentiable else 1) * weights[local_slice(rank)].expand(-1, 3)
+        assert torch.equal(x.grad, expected), differentiable
 
 
 CHECKS = {"miners_and_losses": _check_miners_and_losses, "ddp": _check_ddp_parameter_gradients,
