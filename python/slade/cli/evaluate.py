@@ -41,7 +41,8 @@ def run(args, extra) -> int:
     checkpoint.restore(state, Path(args.checkpoint), model=model)
     skip_log = SkipLog()
     metrics = test_and_report(model, bench, cfg, ctx, out, skip_log)
-    skip_log.report("evaluate")
-    print(json.dumps({"checkpoint": str(args.checkpoint), "epoch": state["epoch"], "test": metrics,
-                      "skipped": skip_log.paths()}, indent=2))
+    if ctx.ranks.main:  # one report per job, not one per rank
+        skip_log.report("evaluate")
+        print(json.dumps({"checkpoint": str(args.checkpoint), "epoch": state["epoch"], "test": metrics,
+                          "skipped": skip_log.paths()}, indent=2))
     return 0
