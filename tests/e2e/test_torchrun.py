@@ -106,3 +106,13 @@ def _rank_pid(launcher: int, rank: int) -> int:
         if f"RANK={rank}".encode() in environ and int(stat[3]) == launcher:
             return int(entry.name)
     raise AssertionError(f"no worker of rank {rank} under {launcher}")
+
+
+def test_an_error_on_the_ranks_names_the_rank_and_stops_the_job(tmp_path):
+    cfg_file = tmp_path / "tiny.yaml"
+    config.save(tiny_selftrain_config(tmp_path), cfg_file)
+    proc = subprocess.run(command(cfg_file, tmp_path / "bad", 2, "--student.epochs", "-1"), capture_output=True,
+                          text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode != 0
+    assert "slade run (rank 0 of 2): error: invalid config: student.epochs: got -1" in proc.stderr
+    assert "slade run (rank 1 of 2): error: invalid config: student.epochs: got -1" in proc.stderr
