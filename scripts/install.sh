@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Sets up .venv with torch and slade_ext (the C++/CUDA kernels compile during the install).
+# Sets up .venv with torch and slade_ext (the kernels compile during the install: the CPU kernels always, the CUDA
+# kernels when a GPU is visible, for its architecture only, or when FORCE_CUDA=1).
 #   bash scripts/install.sh          # for the main job (`slade run`)
 #   bash scripts/install.sh --test   # plus what the tests need
-# Environment: TORCH_SPEC (default torch==2.14.1), TORCH_CUDA_ARCH_LIST (default: the local GPU's, else a list),
-# FORCE_CUDA=0/1, SKIP_APT=1 to leave system packages alone.
+# Environment: TORCH_SPEC (default torch==2.14.1), FORCE_CUDA=1 (compile the CUDA kernels without a GPU, for
+# TORCH_CUDA_ARCH_LIST or else 7.5-9.0+PTX) or FORCE_CUDA=0 (CPU kernels only even with a GPU), SKIP_APT=1 to leave
+# system packages alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +29,7 @@ fi
 .venv/bin/pip install -q --upgrade pip setuptools wheel ninja
 .venv/bin/pip install -q "${TORCH_SPEC:-torch==2.14.1}"
 # --no-build-isolation: the extension must be compiled against the torch it will run with.
+echo "slade_ext: compiling the kernels (CUDA ones only with a GPU or FORCE_CUDA=1; ~2 min on 2 cores)" >&2
 .venv/bin/pip install -q --no-build-isolation ".[${extras}]"
 # -P keeps the checkout off sys.path, so this reports the installed build (not a JIT build of the sources).
 .venv/bin/python -P -c "import slade_ext, json; print('slade_ext build:', json.dumps(slade_ext.build_info()))"

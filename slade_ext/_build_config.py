@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-# Architectures compiled when neither TORCH_CUDA_ARCH_LIST nor a visible GPU says otherwise.
+# Architectures compiled by FORCE_CUDA=1 when neither TORCH_CUDA_ARCH_LIST nor a visible GPU says otherwise.
 # nvcc 13 dropped everything below 7.5; PTX for the newest lets future GPUs JIT the kernels.
 DEFAULT_CUDA_ARCHS = "7.5;8.0;8.6;8.9;9.0+PTX"
 
@@ -51,14 +51,29 @@ def prefer_standard_cuda_home() -> None:
         os.environ["CUDA_HOME"] = "/usr/local/cuda"
 
 
+def force_cuda() -> bool | None:
+    """FORCE_CUDA from the environment: True (1/true/yes), False (0/false/no), None when unset or empty."""
+    force = os.environ.get("FORCE_CUDA", "").strip().lower()
+    if not force:
+        return None
+    return force not in ("0", "false", "no", "off")
+
+
 def want_cuda(torch_module) -> bool:
-    """FORCE_CUDA=1 forces the CUDA build, FORCE_CUDA=0 forces the CPU build, else: CUDA torch + nvcc."""
-    force = os.environ.get("FORCE_CUDA")
-    if force is not None and force.strip() != "":
-        return force.strip() not in ("0", "false", "False")
+    """Whether to compile the CUDA kernels (the convention of pytorch_scatter and friends).
+
+    FORCE_CUDA=1 forces the CUDA build (for the TORCH_CUDA_ARCH_LIST or DEFAULT_CUDA_ARCHS), FORCE_CUDA=0 forces
+    the CPU build; otherwise CUDA only when a GPU is visible to a CUDA torch and nvcc is there (CUDA_HOME): on a
+    GPU-less machine the CUDA kernels could not run, and compiling them costs most of the install.
+    """
+    force = force_cuda()
+    if force is not None:
+        return force
+    if torch_module.version.cuda is None or not torch_module.cuda.is_available():
+        return False
     from torch.utils.cpp_extension import CUDA_HOME
 
-    return torch_module.version.cuda is not None and CUDA_HOME is not None
+    return CUDA_HOME is not None
 
 
 def cuda_arch_list(torch_module) -> str:
@@ -89,6 +104,10 @@ def compile_flags(with_cuda: bool, archs: str | None) -> dict[str, list[str]]:
     """Compiler flags (build facts travel as macros). The C++ standard is left to torch, which knows what it needs."""
     # at::parallel_for expands to OpenMP pragmas in our own translation units: without -fopenmp it runs serially.
     cxx = ["-O3", "-fopenmp"]
+    # Python's CFLAGS bring -g: debug info for torch's templates makes each C++ file compile ~2.5x slower (30 s of
+    # CPU against 12 s for csrc/cpu/basis_cpu.cpp) and the module ~20 MB larger. SLADE_EXT_DEBUG=1 keeps it.
+    if os.environ.get("SLADE_EXT_DEBUG") != "1":
+        cxx.append("-g0")
     macros = []
     if with_cuda:
         macros += ["-DWITH_CUDA", f'-DSLADE_CUDA_ARCHS="{archs}"']
@@ -97,3 +116,56 @@ def compile_flags(with_cuda: bool, archs: str | None) -> dict[str, list[str]]:
 
 
 LINK_FLAGS = ["-fopenmp"]
+
+
+# --- which torch the build compiled against -------------------------------------------------------------------------
+# setup.py writes META_FILE next to the built `_C`; the loader compares it with the torch it runs under before it
+# imports `_C` (a module built against another torch fails with an undefined-symbol trace otherwise).
+META_FILE = "_build_meta.json"
+
+
+def reinstall_command(source_dir: str | None = None, editable: bool = False) -> str:
+    """The command that rebuilds the extension against the torch of the current environment."""
+    target = source_dir or "."
+    return f"pip install --no-build-isolation {'-e ' if editable else ''}{target}"
+
+
+def build_meta(torch_module, with_cuda: bool, archs: str | None, source_dir: str, editable: bool) -> dict:
+    return {
+        "torch_version": torch_module.__version__,
+        "torch_cuda": torch_module.version.cuda,
+        "cuda_compiled": bool(with_cuda),
+        "cuda_archs": archs or "",
+        "source_dir": source_dir,
+        "editable": bool(editable),
+        "python": "%d.%d" % sys.version_info[:2],
+    }
+
+
+def torch_mismatch_message(meta: dict, running_version: str) -> str | None:
+    """None when the recorded build torch is the running one, else the error a user should see."""
+    built = meta.get("torch_version")
+    if built == running_version:
+        return None
+    source = meta.get("source_dir")
+    if not source or not os.path.isdir(source):
+        source = "<the slade_ext checkout>"
+    command = reinstall_command(source, meta.get("editable", False))
+    return (
+        f"slade_ext: the prebuilt kernels (slade_ext._C) were built against torch {built}, but this environment runs "
+        f"torch {running_version}; a compiled extension only loads under the torch it was built with. Rebuild it "
+        f"against this torch: `{command}` (or `bash scripts/install.sh` in the checkout)."
+    )
+
+
+ISOLATED_BUILD_ADVICE = (
+    "slade_ext compiles its kernels against the torch it will run with, so it must be built in the environment it is "
+    "installed into, not in pip's isolated build environment (which would hold a different torch, or none). Install "
+    "torch first (e.g. `pip install torch==2.14.1`), then `pip install --no-build-isolation .` (or run "
+    "`bash scripts/install.sh`, which does both)."
+)
+
+
+def in_isolated_build_env(torch_file: str) -> bool:
+    """Whether this torch comes from pip's isolated build environment (pip-build-env-*) instead of the target's."""
+    return "pip-build-env-" in os.path.realpath(torch_file)
