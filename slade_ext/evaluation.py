@@ -28,7 +28,9 @@ Distances (``KNN(distance=...)``):
 
 Tie order (torch backend): each row is sorted by (distance, reference index) lexicographically -- among equal
 distances (similarities) the smaller reference index comes first, both in which neighbours are selected at the k-th
-place and in their order. The order is the same for every tile size and device for equal computed distances; the
+place and in their order. (A float topk selects each tile's best k; a row whose k-th distance ties with an unselected
+entry is selected again on packed (distance bits, index) int64 keys, which also order every selection and merge.
+float64 inputs are computed in float64 and ordered with stable sorts.) The order is the same for every tile size and device for equal computed distances; the
 float32 distances themselves are those of a matrix product, so they can differ in the last bit between the CPU and
 the GPU or between tile shapes, which can reorder neighbours whose distances differ by that much.
 
@@ -129,10 +131,12 @@ def _tile_smallest_keys(scores: torch.Tensor, c0: int, kk: int, nonnegative: boo
         return torch.sort(_full_keys(scores, c0, nonnegative, self_pos), dim=1).values
     if self_pos is not None:
         scores[self_pos] = float("inf")
-    values, local = torch.topk(scores, kk, dim=1, largest=False, sorted=False)
-    kth = values.max(1, keepdim=True).values
-    tied = torch.nonzero((scores <= kth).sum(1) > kk).flatten()
-    keys = _ordered_int(values, nonnegative).bitwise_left_shift_(32).bitwise_or_(local.add_(c0))
+    # the kk + 1 smallest, sorted by key: the kk-th is tied with an unselected entry iff its score equals the last's
+    values, local = torch.topk(scores, kk + 1, dim=1, largest=False, sorted=False)
+    keys = torch.sort(_ordered_int(values, nonnegative).bitwise_left_shift_(32).bitwise_or_(local.add_(c0)),
+                      dim=1).values
+    tied = torch.nonzero((keys[:, kk - 1] >> 32) == (keys[:, kk] >> 32)).flatten()
+    keys = keys[:, :kk]
     if len(tied):
         part = scores[tied]
         part_self = None
@@ -143,8 +147,8 @@ def _tile_smallest_keys(scores: torch.Tensor, c0: int, kk: int, nonnegative: boo
             has = cols >= 0
             part_self = (torch.nonzero(has).flatten(), cols[has])
         part_keys = _full_keys(part, c0, nonnegative, part_self)
-        keys[tied] = torch.topk(part_keys, kk, dim=1, largest=False, sorted=False).values
-    return torch.sort(keys, dim=1).values
+        keys[tied] = torch.topk(part_keys, kk, dim=1, largest=False, sorted=True).values
+    return keys
 
 
 def _tile_shape(n_rows: int, n_cols: int, k: int, budget: int) -> tuple[int, int]:
