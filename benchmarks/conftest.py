@@ -1,10 +1,8 @@
-"""Shared pieces of the benchmark suites: sizes, device, inputs, peak-memory measurement, and the side file that
+"""The benchmark suites' fixtures: peak-memory measurement around each timed case, and the side file that
 make_results.py reads (memory figures and out-of-memory records, which pytest-benchmark's JSON cannot hold).
+Sizes, device and inputs are in cases.py.
 
-Knobs (environment):
-  SLADE_BENCH_SIZES   tiny (CI smoke run, seconds) | full (default: N = 1024, 2048, 4096 and 256 x 16,384)
-  SLADE_BENCH_DEVICE  cpu (default) | cuda (adds N = 8192 and 65,536; PML's out-of-memory is recorded as such)
-  SLADE_BENCH_MEMORY  where the memory side file goes (default benchmarks/.memory.json)
+Knob (environment): SLADE_BENCH_MEMORY, where the memory side file goes (default benchmarks/.memory.json).
 """
 from __future__ import annotations
 
@@ -18,42 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-SIZES = os.environ.get("SLADE_BENCH_SIZES", "full")
-DEVICE = torch.device(os.environ.get("SLADE_BENCH_DEVICE", "cpu"))
+from cases import DEVICE, SIZES
+
 MEMORY_FILE = Path(os.environ.get("SLADE_BENCH_MEMORY", Path(__file__).parent / ".memory.json"))
-DIM = 128
-
-if SIZES == "tiny":
-    SQUARE = [128]
-    CROSS = [(64, 512)]
-    TRIPLET = [64]
-elif SIZES == "full":
-    SQUARE = [1024, 2048, 4096] + ([8192, 65536] if DEVICE.type == "cuda" else [])
-    CROSS = [(256, 16384)]
-    TRIPLET = [512, 1024]
-else:
-    raise ValueError(f"SLADE_BENCH_SIZES must be 'tiny' or 'full', got {SIZES!r}")
-
-IMPLS = ["slade_ext", "pml", "reference"]
-
-
-def clustered(n: int, seed: int = 0, sigma: float = 0.1):
-    """Embeddings of a half-trained model: N/8 classes of 8, unit class centres plus Gaussian noise (sigma per
-    coordinate). Random embeddings would make almost every negative 'hard' and the miners' output ~N*M pairs."""
-    g = torch.Generator().manual_seed(seed)
-    n_classes = max(n // 8, 1)
-    labels = torch.arange(n) % n_classes
-    centres = torch.nn.functional.normalize(torch.randn(n_classes, DIM, generator=g), dim=1)
-    emb = centres[labels] + sigma * torch.randn(n, DIM, generator=g)
-    return emb.to(DEVICE), labels.to(DEVICE)
-
-
-def cross_batch(n: int, m: int):
-    """A batch of n queries and a memory bank of m references drawn from the same classes (cross-batch memory):
-    (emb, labels, ref_emb, ref_labels)."""
-    emb, labels = clustered(n + m, seed=1)
-    return emb[:n], labels[:n], emb[n:], labels[n:]
-
 
 class PeakMemory:
     """Peak extra memory of one call: CUDA allocator peak on GPU, else RSS growth sampled every millisecond."""
@@ -142,28 +107,6 @@ def pytest_sessionfinish(session, exitstatus):
         old = json.loads(MEMORY_FILE.read_text()) if MEMORY_FILE.exists() else {}
         old.update(_records)
         MEMORY_FILE.write_text(json.dumps(old, indent=1, sort_keys=True))
-
-
-def pair_sets(out):
-    rows = [t.tolist() for t in out]
-    if len(out) == 4:
-        return set(zip(rows[0], rows[1])), set(zip(rows[2], rows[3]))
-    return set(zip(*rows))
-
-
-def expect_same_pairs(expected):
-    def check(out):
-        assert pair_sets(out) == pair_sets(expected), "outputs differ from slade_ext's"
-
-    return check
-
-
-def expect_close(expected, rtol=1e-4, atol=1e-5):
-    def check(out):
-        for a, b in zip(out if isinstance(out, tuple) else (out,), expected if isinstance(expected, tuple) else (expected,)):
-            torch.testing.assert_close(a.float(), b.float(), rtol=rtol, atol=atol)
-
-    return check
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import DEVICE, DIM, SQUARE, clustered, expect_close, expect_same_pairs
+from cases import DEVICE, DIM, SQUARE, clustered, expect_close, expect_same_pairs
 
 from slade_ext import ops, reference
 

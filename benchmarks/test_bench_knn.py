@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import DEVICE, SIZES, clustered
+from cases import DEVICE, SIZES, clustered
 
 from slade_ext.evaluation import KNN
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import CROSS, IMPLS, SQUARE, clustered, cross_batch, expect_close
+from cases import CROSS, IMPLS, SQUARE, clustered, cross_batch, expect_close
 
 from slade_ext import losses, reference
 

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
-from conftest import CROSS, IMPLS, SQUARE, TRIPLET, clustered, cross_batch, expect_same_pairs
+from cases import CROSS, IMPLS, SQUARE, TRIPLET, clustered, cross_batch, expect_same_pairs
 
 from slade_ext import miners, reference
 

@@ -8,7 +8,6 @@ pairs and, where the benchmark knows the true classes, their precision (logged o
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 import torch
@@ -22,7 +21,6 @@ from slade.data.torch_dataset import ImageDataset
 from slade.data.transforms import train_transform
 from slade.models import build_model
 from slade.runtime.context import RunContext
-from slade.runtime.seeding import seed_everything
 from slade.runtime.stage_result import StageResult
 from slade.stages.student_objective import StudentObjective, build_basis
 from slade.training.optim import build_optimizer, build_scheduler
@@ -107,12 +105,6 @@ def train_student(cfg: config.Config, bench: Benchmark, pseudo: PseudoLabels, ct
                   init_weights: dict | None = None, on_step_end=()) -> StageResult:
     """Trains (or with ctx.resume continues from out/last.pt, to the step). init_weights: the model weights to
     start from. on_step_end: callables (global_step, row) run after each step (and its checkpoint, if one was due)."""
-    began = time.time()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if ctx.ranks.main:
-        config.save(cfg, out / "config.yaml")
-    seed_everything(ctx.seed)
-    task = StudentTask(cfg, bench, pseudo, ctx, init_weights)
-    return train_validate_test(task, cfg, bench, ctx, out, cfg.student.epochs, began,
-                               checkpoint_every=cfg.student.checkpoint_every, on_step_end=on_step_end)
+    return train_validate_test(lambda: StudentTask(cfg, bench, pseudo, ctx, init_weights), cfg, bench, ctx, out,
+                               cfg.student.epochs, checkpoint_every=cfg.student.checkpoint_every,
+                               on_step_end=on_step_end)

@@ -6,7 +6,6 @@ Stage directory: config.yaml, the loop's files (last.pt, best.pt, metrics.jsonl,
 test files (test_metrics.json, recall_at_k.png, retrievals.png) and result.json."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from slade import config
@@ -16,7 +15,6 @@ from slade.data.torch_dataset import ImageDataset
 from slade.data.transforms import train_transform
 from slade.models import build_model
 from slade.runtime.context import RunContext
-from slade.runtime.seeding import seed_everything
 from slade.runtime.stage_result import StageResult
 from slade.training.optim import build_optimizer, build_scheduler
 from slade.training.registry import build_loss, build_miner
@@ -59,11 +57,5 @@ def train_teacher(cfg: config.Config, bench: Benchmark, ctx: RunContext, out: Pa
                   init_weights: dict | None = None, on_epoch_end=()) -> StageResult:
     """Trains (or with ctx.resume continues from out/last.pt). init_weights: the model weights to start from
     (SLADE's self-supervised init). The result's metrics are the test metrics of the best epoch."""
-    began = time.time()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if ctx.ranks.main:
-        config.save(cfg, out / "config.yaml")
-    seed_everything(ctx.seed)
-    task = TeacherTask(cfg, bench, ctx, init_weights)
-    return train_validate_test(task, cfg, bench, ctx, out, cfg.train.epochs, began, on_epoch_end=on_epoch_end)
+    return train_validate_test(lambda: TeacherTask(cfg, bench, ctx, init_weights), cfg, bench, ctx, out,
+                               cfg.train.epochs, on_epoch_end=on_epoch_end)
