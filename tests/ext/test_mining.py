@@ -313,14 +313,6 @@ def test_second_cuda_device(device):
 # ---- slade_ext.miners: the PML-compatible modules --------------------------------------------------------------
 
 
-def make_inputs(n, n_classes, d=16, seed=0, ties=False, dtype=torch.float32):
-    g = torch.Generator().manual_seed(seed)
-    emb = torch.randn(n, d, generator=g)
-    if ties:  # every row duplicated: exactly tied similarities
-        emb = torch.cat([emb[: (n + 1) // 2]] * 2)[:n].contiguous()
-    return emb.to(dtype), torch.randint(0, n_classes, (n,), generator=g)
-
-
 @pytest.mark.parametrize(
     "call,match",
     [

@@ -13,20 +13,12 @@ import pytest
 import torch
 
 from helpers.cuda_cases import skip_inexact_on_cuda
-from helpers.op_cases import embeddings, labels
+from helpers.op_cases import embeddings, labels, miner_inputs
 from slade_ext import miners, ops
 from slade_ext._compat import FallbackWarning
 
 pml_miners = pytest.importorskip("pytorch_metric_learning.miners")
 pml_distances = pytest.importorskip("pytorch_metric_learning.distances")
-
-
-def make_inputs(n, n_classes, d=16, seed=0, ties=False, dtype=torch.float32):
-    g = torch.Generator().manual_seed(seed)
-    emb = torch.randn(n, d, generator=g)
-    if ties:  # every row duplicated: exactly tied similarities
-        emb = torch.cat([emb[: (n + 1) // 2]] * 2)[:n].contiguous()
-    return emb.to(dtype), torch.randint(0, n_classes, (n,), generator=g)
 
 
 # ---- the ops ---------------------------------------------------------------------------------------------------
@@ -155,10 +147,10 @@ def run_both(name, kwargs, distance, emb, labels, ref_emb=None, ref_labels=None)
 def test_miner_equals_pml(device, case, name, kwargs, distance):
     skip_inexact_on_cuda(device)
     _, n, n_classes, ties, m = case
-    emb, labels = make_inputs(n, n_classes, ties=ties)
+    emb, labels = miner_inputs(n, n_classes, ties=ties)
     ref_emb = ref_labels = None
     if m is not None:
-        ref_emb, ref_labels = make_inputs(m, n_classes, seed=1)
+        ref_emb, ref_labels = miner_inputs(m, n_classes, seed=1)
     ours, theirs = run_both(name, kwargs, distance, emb, labels, ref_emb, ref_labels)
     assert_same_output(ours, theirs)
 
@@ -167,7 +159,7 @@ def test_miner_equals_pml(device, case, name, kwargs, distance):
 def test_miner_self_pair_rule_is_identity(device, name, kwargs):
     """ref_emb that IS embeddings excludes (i, i) like ref_emb=None; an equal copy includes it, as in PML."""
     skip_inexact_on_cuda(device)
-    emb, labels = make_inputs(50, 5)
+    emb, labels = miner_inputs(50, 5)
     same = run_both(name, kwargs, "default", emb, labels, emb, labels)
     copy = run_both(name, kwargs, "default", emb, labels, emb.clone(), labels.clone())
     assert_same_output(*same)
@@ -176,7 +168,7 @@ def test_miner_self_pair_rule_is_identity(device, name, kwargs):
 
 def test_miner_self_pairs_only_against_a_copy(device):
     """Every positive is selected (pos_margin < 0), so (i, i) shows up exactly when the references are a copy."""
-    emb, labels = (t.to(device) for t in make_inputs(30, 3))
+    emb, labels = (t.to(device) for t in miner_inputs(30, 3))
     miner = miners.PairMarginMiner(pos_margin=-1.0)
     self_pairs = lambda out: {(a, p) for a, p in zip(out[0].tolist(), out[1].tolist()) if a == p}  # noqa: E731
     assert self_pairs(miner(emb, labels, emb, labels)) == set()
@@ -188,7 +180,7 @@ def test_miner_self_pairs_only_against_a_copy(device):
 def test_miner_half_inputs_are_mined_in_float32(device, name, kwargs, dtype):
     """Half embeddings (e.g. from an autocast forward) are upcast: the pairs equal PML's on the float32 values."""
     skip_inexact_on_cuda(device)
-    emb, labels = make_inputs(80, 6)
+    emb, labels = miner_inputs(80, 6)
     with torch.autocast("cpu", dtype=dtype):
         half = torch.nn.functional.linear(emb, torch.eye(16))
     assert half.dtype == dtype
@@ -198,7 +190,7 @@ def test_miner_half_inputs_are_mined_in_float32(device, name, kwargs, dtype):
 
 
 def test_unsupported_distance_falls_back_to_pml_with_one_warning():
-    emb, labels = make_inputs(40, 4)
+    emb, labels = miner_inputs(40, 4)
     with pytest.warns(FallbackWarning, match="distance"):
         miner = miners.MultiSimilarityMiner(distance=pml_distances.DotProductSimilarity())
     with warnings.catch_warnings():
@@ -221,14 +213,14 @@ def test_unsupported_distance_falls_back_to_pml_with_one_warning():
 def test_other_pml_options_fall_back(make):
     with pytest.warns(FallbackWarning):
         miner = make()
-    emb, labels = make_inputs(30, 3)
+    emb, labels = miner_inputs(30, 3)
     assert len(miner(emb, labels)) in (3, 4)
 
 
 def test_copy_with_the_same_labels_object_drops_self_pairs_as_pml():
     """PML's rule: ref_labels *being* labels drops (i, i) from the positives whatever ref_emb is (the detached
     reference call miner(E, L, E.detach(), L)); with ref_labels a copy, (i, i) is a positive again. Both as PML."""
-    emb, labels = make_inputs(30, 3)
+    emb, labels = miner_inputs(30, 3)
     ref = emb.detach().clone()
     self_pairs = lambda out: {(a, p) for a, p in zip(out[0].tolist(), out[1].tolist()) if a == p}  # noqa: E731
     ours = miners.PairMarginMiner(pos_margin=-1.0)(emb, labels, ref, labels)
@@ -250,7 +242,7 @@ def test_fallback_finds_pml_class_when_pml_namespace_is_patched(monkeypatch, nam
     with pytest.warns(FallbackWarning):
         ours = getattr(miners, name)(distance=distance)
     assert type(ours.fallback) is original
-    emb, labels = make_inputs(40, 4)
+    emb, labels = miner_inputs(40, 4)
     assert_same_output(ours(emb, labels), original(distance=distance)(emb, labels))
     # the patched name itself, as user code calls it, also works (it is our class, falling back the same way)
     with pytest.warns(FallbackWarning):

@@ -46,5 +46,7 @@ def test_torch_fallback_warns_once_and_is_deterministic(monkeypatch):
 def test_torch_kmeans_survives_coincident_points():
     ids = torch_kmeans(np.zeros((10, 3), dtype=np.float32), 4, seed=0, iterations=5)
     assert ids.shape == (10,) and set(ids.tolist()) <= set(range(4))
-    with pytest.raises(ValueError, match="k must be between 1 and the number of points 10"):
+    with pytest.raises(ValueError, match=r"nmb_clusters must be between 1 and 10"):
         torch_kmeans(np.zeros((10, 3), dtype=np.float32), 11)
+    with pytest.raises(ValueError, match="k must be between 1 and the number of points 10"):
+        kmeans_assign(np.zeros((10, 3), dtype=np.float32), 11)

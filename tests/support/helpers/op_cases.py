@@ -54,3 +54,12 @@ def assert_same_indices(actual, expected):
     for a, e in zip(actual, expected):
         assert a.dtype == torch.int64, a.dtype
         assert torch.equal(a, e.to(torch.int64)), (a, e)
+
+
+def miner_inputs(n, n_classes, d=16, seed=0, ties=False, dtype=torch.float32):
+    """(embeddings, labels) for the PML-compatible miners; ties=True duplicates every row (exact ties)."""
+    g = torch.Generator().manual_seed(seed)
+    emb = torch.randn(n, d, generator=g)
+    if ties:
+        emb = torch.cat([emb[: (n + 1) // 2]] * 2)[:n].contiguous()
+    return emb.to(dtype), torch.randint(0, n_classes, (n,), generator=g)
