@@ -69,10 +69,11 @@ def test_bad_config_is_a_clear_error(tmp_path, capsys):
     assert "model.backbone" in capsys.readouterr().err
 
 
-def test_info_runs_as_a_module():
+def test_info_runs_as_a_module(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(Path(slade.__file__).resolve().parents[1]))
+    # Outside the checkout, so that the installed slade_ext is imported (test_info.py says why).
     proc = subprocess.run([sys.executable, "-m", "slade", "info"], capture_output=True, text=True, env=env,
-                          timeout=120)
+                          timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert "uses_gpu" in report["faiss"] and report["torch"]

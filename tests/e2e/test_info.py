@@ -17,10 +17,12 @@ from slade.cli import info, main
 
 
 @pytest.fixture(scope="module")
-def report() -> dict:
+def report(tmp_path_factory) -> dict:
+    # Run outside the checkout: `python -m` puts the working directory first on sys.path, and the checkout's
+    # slade_ext (sources, no prebuilt module in a clean clone) would then be JIT-built instead of the installed one.
     env = dict(os.environ, PYTHONPATH=str(Path(slade.__file__).resolve().parents[1]))
     proc = subprocess.run([sys.executable, "-m", "slade", "info"], capture_output=True, text=True, env=env,
-                          timeout=300)
+                          timeout=300, cwd=tmp_path_factory.mktemp("info"))
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 

@@ -26,6 +26,7 @@ STAGES = ("init", "teacher", "round1/student")
 
 
 def command(cfg_file, out, processes, *extra):
+    """The command line; run it outside the checkout (cwd), so that the installed slade_ext is the one imported."""
     slade = ["-m", "slade", "run", "--config", str(cfg_file), "--runtime.out_dir", str(out), "--no-progress", *extra]
     if processes == 1:
         return [sys.executable, *slade]
@@ -34,7 +35,7 @@ def command(cfg_file, out, processes, *extra):
 
 def run(cfg_file, out, processes, *extra):
     proc = subprocess.run(command(cfg_file, out, processes, *extra), capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+                          env=dict(os.environ, OMP_NUM_THREADS="1"), cwd=out.parent)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
@@ -78,7 +79,7 @@ def test_two_process_run_killed_on_one_rank_resumes_to_the_same_result(runs):
     root, cfg_file, _, two, _ = runs
     out = root / "killed"
     proc = subprocess.Popen(command(cfg_file, out, 2), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=dict(os.environ, OMP_NUM_THREADS="1"), start_new_session=True)
+                            env=dict(os.environ, OMP_NUM_THREADS="1"), start_new_session=True, cwd=root)
     checkpoint = out / "round1" / "student" / "last.pt"
     deadline = time.time() + 300
     while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
@@ -112,7 +113,7 @@ def test_an_error_on_the_ranks_names_the_rank_and_stops_the_job(tmp_path):
     cfg_file = tmp_path / "tiny.yaml"
     config.save(tiny_selftrain_config(tmp_path), cfg_file)
     proc = subprocess.run(command(cfg_file, tmp_path / "bad", 2, "--student.epochs", "-1"), capture_output=True,
-                          text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+                          text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"), cwd=tmp_path)
     assert proc.returncode != 0
     assert "slade run (rank 0 of 2): error: invalid config: student.epochs: got -1" in proc.stderr
     assert "slade run (rank 1 of 2): error: invalid config: student.epochs: got -1" in proc.stderr

@@ -303,9 +303,10 @@ def test_faiss_backends_without_faiss(monkeypatch):
     assert km.last_backend == "torch"
 
 
-def test_does_not_import_the_training_layer():
+def test_does_not_import_the_training_layer(tmp_path):
     code = "import sys, slade_ext.evaluation; sys.exit(int(any(m == 'slade' or m.startswith('slade.') for m in sys.modules)))"
-    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+    # cwd outside the checkout: `-c` puts it first on sys.path, and the checkout's slade_ext would be JIT-built.
+    assert subprocess.run([sys.executable, "-c", code], cwd=tmp_path).returncode == 0
 
 
 # ---- KMeans ----------------------------------------------------------------------------------------------------

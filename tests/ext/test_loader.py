@@ -217,6 +217,7 @@ def test_jit_load_clears_a_stale_lock_and_says_it_compiles(tmp_path, monkeypatch
 
     monkeypatch.setenv("SLADE_EXT_BUILD_DIR", str(tmp_path))
     monkeypatch.setenv("FORCE_CUDA", "0")
+    monkeypatch.setattr(_loader, "_CSRC", Path(__file__).resolve().parents[2] / "csrc")  # also when installed
     build_dir = _loader._jit_build_dir(False, None)
     (build_dir / "lock").touch()
     write_owner(build_dir, dead_pid())

@@ -335,7 +335,7 @@ def test_bad_triplet_type_names_the_argument():
         miners.TripletMarginMiner(type_of_triplets="hardest")
 
 
-def test_imports_and_mines_without_pml():
+def test_imports_and_mines_without_pml(tmp_path):
     code = (
         "import sys; sys.modules['pytorch_metric_learning'] = None\n"
         "import torch\n"
@@ -350,4 +350,4 @@ def test_imports_and_mines_without_pml():
         "else:\n"
         "    raise SystemExit('expected ValueError')\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)  # the installed slade_ext, not the checkout
