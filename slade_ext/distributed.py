@@ -49,14 +49,31 @@ def gather_global(x: torch.Tensor | None, differentiable: bool = False) -> torch
     sizes = [int(s) for s in sizes]
     pad = [0, 0] * (x.dim() - 1) + [0, max(sizes) - x.shape[0]]
     if differentiable:
-        from torch.distributed.nn.functional import all_gather
-
-        parts = list(all_gather(torch.nn.functional.pad(x, pad).contiguous()))
+        padded = _GatherRows.apply(torch.nn.functional.pad(x, pad), dist.get_rank(), world)
+        parts = list(padded.split(max(sizes)))
     else:
         parts = [torch.empty((max(sizes), *x.shape[1:]), dtype=x.dtype, device=x.device) for _ in sizes]
         dist.all_gather(parts, torch.nn.functional.pad(x.detach(), pad).contiguous())
         parts[dist.get_rank()] = torch.nn.functional.pad(x, pad)  # the local rows with their gradient path
     return torch.cat([part[:n] for part, n in zip(parts, sizes)])
+
+
+class _GatherRows(torch.autograd.Function):
+    """all_gather of equal-sized blocks whose backward sums every rank's gradient of this rank's block (an
+    all_reduce, run by every rank in its own backward, as every rank computes the same loss)."""
+
+    @staticmethod
+    def forward(ctx, block, rank, world):
+        parts = [torch.empty_like(block) for _ in range(world)]
+        dist.all_gather(parts, block.contiguous())
+        ctx.rank, ctx.rows = rank, block.shape[0]
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows], None, None
 
 
 class DistributedLossWrapper(torch.nn.Module):
