@@ -56,13 +56,14 @@ def as_sets(out):
 @pytest.mark.parametrize("call", list(CALLS))
 @pytest.mark.parametrize("name,kwargs", MINERS)
 @pytest.mark.parametrize("ties", [False, True])
-def test_miner_self_pair_rules_equal_pml(name, kwargs, call, distance, ties):
+def test_miner_self_pair_rules_equal_pml(request, name, kwargs, call, distance, ties):
     if name == "PairMarginMiner" and kwargs["pos_margin"] == 0.0 and distance == "default" and (
         ties or "same_emb" in call or "other_labels" in call
     ):
         # Identical vectors at L2 distance ~0 against pos_margin=0: the kernel computes sqrt(2 - 2 cos), which
-        # can round to ~6e-4 where PML's cdist gives 0. A rounding difference of the kernel, not the rule.
-        pytest.skip("L2 distance of identical vectors: kernel rounding (~6e-4) vs PML's cdist (0)")
+        # can round to ~6e-4 where PML's cdist gives 0 (a known kernel defect, open: it needs a CUDA change too).
+        request.applymarker(pytest.mark.xfail(reason="L2 distance of identical vectors: kernel rounding (~6e-4) "
+                                                     "vs PML's cdist (0)", strict=False))
     emb, lab = batch(ties=ties)
     extra = {} if distance == "default" else {"distance": pml_distances.CosineSimilarity()}
     args = CALLS[call](emb, lab)

@@ -118,10 +118,8 @@ def test_kernel_sources_pair_by_op_family():
 
     from slade_ext import _build_config
 
-    root = Path(slade_ext.__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # the checkout these tests belong to (slade_ext may be installed)
     csrc = root / "csrc"
-    if not (csrc / "ops.cpp").is_file() or not (root / "CMakeLists.txt").is_file():
-        pytest.skip("needs the source tree (csrc/, CMakeLists.txt) next to slade_ext")
     for family in _build_config.OP_FAMILIES:
         for part, path in _build_config.family_sources(csrc, family).items():
             assert path.is_file(), f"{family}: missing {part} file {path.relative_to(root)}"
