@@ -17,48 +17,54 @@ TORCH_LIBRARY(slade, m) {
       "basis_similarity_backward(Tensor grad, Tensor emb, Tensor basis, Tensor? ref_emb=None, "
       "bool[3] output_mask=[True, True, True]) -> (Tensor, Tensor, Tensor)");
   m.def(
-      "basis_pair_stats(Tensor emb, Tensor basis, Tensor labels, Tensor? ref_emb=None, Tensor? ref_labels=None) "
-      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "basis_pair_stats(Tensor emb, Tensor basis, Tensor labels, Tensor? ref_emb=None, Tensor? ref_labels=None, "
+      "int query_begin=0, int query_end=-1) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "basis_pair_stats_backward(Tensor grad_stats, Tensor emb, Tensor basis, Tensor labels, Tensor? ref_emb, "
-      "Tensor? ref_labels, Tensor stats, bool[3] output_mask=[True, True, True]) -> (Tensor, Tensor, Tensor)");
+      "Tensor? ref_labels, Tensor stats, int query_begin=0, int query_end=-1, bool[3] output_mask=[True, True, True]) -> (Tensor, Tensor, Tensor)");
   // ---- hard-pair mining (pytorch-metric-learning rules); ref_emb=None means "against itself, no self-pairs" ----
+  // query_begin / query_end (here and in the pair statistics, selection and losses; -1 = the last row): with
+  // ref_emb=None, only the rows [query_begin, query_end) of emb are queries, against all of emb (one rank's share of
+  // a global batch); outputs index emb's rows.
   m.def(
       "mine_multi_similarity(Tensor emb, Tensor labels, Tensor? ref_emb=None, Tensor? ref_labels=None, "
-      "float epsilon=0.1, str distance=\"cosine\") -> (Tensor, Tensor, Tensor, Tensor)");
+      "float epsilon=0.1, str distance=\"cosine\", int query_begin=0, int query_end=-1) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "mine_pair_margin(Tensor emb, Tensor labels, Tensor? ref_emb=None, Tensor? ref_labels=None, "
-      "float pos_margin=0.2, float neg_margin=0.8, str distance=\"cosine\") -> (Tensor, Tensor, Tensor, Tensor)");
+      "float pos_margin=0.2, float neg_margin=0.8, str distance=\"cosine\", int query_begin=0, int query_end=-1) "
+      "-> (Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "mine_batch_hard(Tensor emb, Tensor labels, Tensor? ref_emb=None, Tensor? ref_labels=None, "
-      "str distance=\"cosine\") -> (Tensor, Tensor, Tensor)");
+      "str distance=\"cosine\", int query_begin=0, int query_end=-1) -> (Tensor, Tensor, Tensor)");
   m.def(
       "mine_triplet_margin(Tensor emb, Tensor labels, Tensor? ref_emb=None, Tensor? ref_labels=None, "
-      "float margin=0.2, str type_of_triplets=\"all\", int max_triplets_per_anchor=-1, str distance=\"cosine\") "
-      "-> (Tensor, Tensor, Tensor)");
+      "float margin=0.2, str type_of_triplets=\"all\", int max_triplets_per_anchor=-1, str distance=\"cosine\", "
+      "int query_begin=0, int query_end=-1) -> (Tensor, Tensor, Tensor)");
   // ---- confident-pair selection (docs/method.md), driven by the mining family ----
   m.def(
       "select_confident_pairs(Tensor emb, Tensor basis, float t_pos, float t_neg, Tensor? pseudo_labels=None, "
-      "str mode=\"literal\") -> (Tensor, Tensor, Tensor, Tensor)");
+      "str mode=\"literal\", int query_begin=0, int query_end=-1) -> (Tensor, Tensor, Tensor, Tensor)");
   // ---- fused losses (pytorch-metric-learning's MultiSimilarityLoss, ContrastiveLoss), csrc/common/losses.cpp ----
   // Pairs come from the labels (all pairs) or from CSR pair lists (pos_ptr/pos_cols, neg_ptr/neg_cols). Output:
   // [N, 4] float64 per-row state (pos_acc, neg_acc, pos_count, neg_count), documented in slade/loss_tiles.h.
   m.def(
       "multi_similarity_loss_rows(Tensor emb, Tensor? labels, Tensor? ref_emb, Tensor? ref_labels, "
       "Tensor? pos_ptr, Tensor? pos_cols, Tensor? neg_ptr, Tensor? neg_cols, float alpha=2, float beta=50, "
-      "float base=0.5, str distance=\"cosine\") -> Tensor");
+      "float base=0.5, str distance=\"cosine\", int query_begin=0, int query_end=-1) -> Tensor");
   m.def(
       "multi_similarity_loss_rows_backward(Tensor grad_rows, Tensor rows, Tensor emb, Tensor? labels, "
       "Tensor? ref_emb, Tensor? ref_labels, Tensor? pos_ptr, Tensor? pos_cols, Tensor? neg_ptr, Tensor? neg_cols, "
-      "float alpha, float beta, float base, str distance, bool[2] output_mask=[True, True]) -> (Tensor, Tensor)");
+      "float alpha, float beta, float base, str distance, int query_begin=0, int query_end=-1, "
+      "bool[2] output_mask=[True, True]) -> (Tensor, Tensor)");
   m.def(
       "contrastive_loss_rows(Tensor emb, Tensor? labels, Tensor? ref_emb, Tensor? ref_labels, "
       "Tensor? pos_ptr, Tensor? pos_cols, Tensor? neg_ptr, Tensor? neg_cols, float pos_margin=0, "
-      "float neg_margin=1, str distance=\"l2\") -> Tensor");
+      "float neg_margin=1, str distance=\"l2\", int query_begin=0, int query_end=-1) -> Tensor");
   m.def(
       "contrastive_loss_rows_backward(Tensor grad_rows, Tensor rows, Tensor emb, Tensor? labels, "
       "Tensor? ref_emb, Tensor? ref_labels, Tensor? pos_ptr, Tensor? pos_cols, Tensor? neg_ptr, Tensor? neg_cols, "
-      "float pos_margin, float neg_margin, str distance, bool[2] output_mask=[True, True]) -> (Tensor, Tensor)");
+      "float pos_margin, float neg_margin, str distance, int query_begin=0, int query_end=-1, "
+      "bool[2] output_mask=[True, True]) -> (Tensor, Tensor)");
 }
 
 #ifdef TORCH_EXTENSION_NAME  // built as the Python module slade_ext._C (setup.py or the JIT loader)

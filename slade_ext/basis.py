@@ -82,7 +82,11 @@ class FeatureBasis(torch.nn.Module):
         """L_SD = max(mu- - mu+ + m, 0) + lambda_var (v+ + v-) on the batch's pseudo pairs; updates the averages
         when training. Written without data-dependent branches (tensor conditions), so that
         torch.compile(fullgraph=True) traces it; the values are those of the branching form."""
-        mu_p, var_p, mu_n, var_n, n_pos, n_neg = ops.basis_pair_stats(emb, self.weight, pseudo_labels)
+        return self.sd_loss_from_stats(*ops.basis_pair_stats(emb, self.weight, pseudo_labels))
+
+    def sd_loss_from_stats(self, mu_p, var_p, mu_n, var_n, n_pos, n_neg) -> torch.Tensor:
+        """sd_loss given the batch's pair statistics (ops.basis_pair_stats' outputs): the statistics may come from
+        elsewhere, e.g. reduced over ranks (slade_ext.distributed.DistributedFeatureBasis)."""
         batch = {"mu_pos": mu_p, "var_pos": var_p, "mu_neg": mu_n, "var_neg": var_n}
         has = {"pos": n_pos > 0, "neg": n_neg > 0}
         first = self.num_updates == 0

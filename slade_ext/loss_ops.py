@@ -6,14 +6,16 @@ never an N x M matrix:
   beta/negative analogue), count = pairs the row sees. PML's per-anchor loss is pos_acc / alpha + neg_acc / beta.
 - contrastive_loss_rows: acc = sum of the row's non-zero pair losses relu(margin(...)), count = how many are non-zero.
 Pairs come from the labels (all pairs, PML's get_all_pairs_indices and self-pair rule) or from `pair_lists(...)`.
-The accumulators are differentiable in emb and ref_emb; the counts are not.
+The accumulators are differentiable in emb and ref_emb; the counts are not. query_rows=(begin, end) (labels path,
+ref_emb None; ops.query_range): only rows [begin, end) of emb are anchors, against all of emb, and the state has
+end - begin rows.
 """
 from __future__ import annotations
 
 import torch
 
 from . import _loader
-from .ops import _check_pair_inputs, _self_ref
+from .ops import _check_pair_inputs, _self_ref, query_range
 
 _loader.load()
 
@@ -58,24 +60,28 @@ def _lists(lists):
 
 
 def multi_similarity_loss_rows(
-    emb, labels=None, ref_emb=None, ref_labels=None, lists=None, alpha=2.0, beta=50.0, base=0.5, distance="cosine"
+    emb, labels=None, ref_emb=None, ref_labels=None, lists=None, alpha=2.0, beta=50.0, base=0.5, distance="cosine",
+    query_rows=None,
 ) -> torch.Tensor:
     """Per-row multi-similarity state [N, 4] (module docstring); lists from `pair_lists(..., as_mask=True)`."""
     _check_pair_inputs(emb, labels, ref_emb, ref_labels)
     ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
     return torch.ops.slade.multi_similarity_loss_rows(
-        emb, labels, ref_emb, ref_labels, *_lists(lists), float(alpha), float(beta), float(base), distance
+        emb, labels, ref_emb, ref_labels, *_lists(lists), float(alpha), float(beta), float(base), distance,
+        *query_range(query_rows, emb),
     )
 
 
 def contrastive_loss_rows(
-    emb, labels=None, ref_emb=None, ref_labels=None, lists=None, pos_margin=0.0, neg_margin=1.0, distance="l2"
+    emb, labels=None, ref_emb=None, ref_labels=None, lists=None, pos_margin=0.0, neg_margin=1.0, distance="l2",
+    query_rows=None,
 ) -> torch.Tensor:
     """Per-row contrastive state [N, 4] (module docstring); lists from `pair_lists(..., as_mask=False)`."""
     _check_pair_inputs(emb, labels, ref_emb, ref_labels)
     ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
     return torch.ops.slade.contrastive_loss_rows(
-        emb, labels, ref_emb, ref_labels, *_lists(lists), float(pos_margin), float(neg_margin), distance
+        emb, labels, ref_emb, ref_labels, *_lists(lists), float(pos_margin), float(neg_margin), distance,
+        *query_range(query_rows, emb),
     )
 
 
@@ -84,8 +90,24 @@ def contrastive_loss_rows(
 _N_TENSORS = 8  # emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols
 
 
-def _fake_rows(emb, *args):
-    return emb.new_empty((emb.shape[0], 4), dtype=torch.float64)
+def _fake_state(emb, query_begin, query_end):
+    """[queries, 4] float64."""
+    end = emb.shape[0] if query_end == -1 else query_end
+    return emb.new_empty((end - query_begin, 4), dtype=torch.float64)
+
+
+def _fake_multi_similarity_rows(
+    emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols, alpha=2.0, beta=50.0, base=0.5,
+    distance="cosine", query_begin=0, query_end=-1,
+):
+    return _fake_state(emb, query_begin, query_end)
+
+
+def _fake_contrastive_rows(
+    emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols, pos_margin=0.0, neg_margin=1.0,
+    distance="l2", query_begin=0, query_end=-1,
+):
+    return _fake_state(emb, query_begin, query_end)
 
 
 def _fake_grads(emb, ref_emb, output_mask):
@@ -100,21 +122,21 @@ def _fake_grads(emb, ref_emb, output_mask):
 
 def _fake_multi_similarity_backward(
     grad_rows, rows, emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols, alpha, beta, base,
-    distance, output_mask=(True, True),
+    distance, query_begin=0, query_end=-1, output_mask=(True, True),
 ):
     return _fake_grads(emb, ref_emb, output_mask)
 
 
 def _fake_contrastive_backward(
     grad_rows, rows, emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols, pos_margin, neg_margin,
-    distance, output_mask=(True, True),
+    distance, query_begin=0, query_end=-1, output_mask=(True, True),
 ):
     return _fake_grads(emb, ref_emb, output_mask)
 
 
-_FAKE_BACKWARD = {
-    "multi_similarity_loss_rows": _fake_multi_similarity_backward,
-    "contrastive_loss_rows": _fake_contrastive_backward,
+_FAKE = {
+    "multi_similarity_loss_rows": (_fake_multi_similarity_rows, _fake_multi_similarity_backward),
+    "contrastive_loss_rows": (_fake_contrastive_rows, _fake_contrastive_backward),
 }
 
 
@@ -142,8 +164,8 @@ def _make_backward(backward_op):
 
 
 for _name in ("multi_similarity_loss_rows", "contrastive_loss_rows"):
-    torch.library.register_fake(f"slade::{_name}", _fake_rows)
-    torch.library.register_fake(f"slade::{_name}_backward", _FAKE_BACKWARD[_name])
+    torch.library.register_fake(f"slade::{_name}", _FAKE[_name][0])
+    torch.library.register_fake(f"slade::{_name}_backward", _FAKE[_name][1])
     torch.library.register_autograd(
         f"slade::{_name}", _make_backward(getattr(torch.ops.slade, f"{_name}_backward")), setup_context=_setup
     )

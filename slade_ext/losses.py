@@ -69,11 +69,21 @@ class _FusedPairLoss(torch.nn.Module):
     def _pml_args(self) -> dict:
         raise NotImplementedError
 
-    def _rows(self, embeddings, labels, ref_emb, ref_labels, lists):
+    def _rows(self, embeddings, labels, ref_emb, ref_labels, lists, query_rows=None):
+        raise NotImplementedError
+
+    def _parts(self, rows):
+        """(numerators, denominators), 1-D float64: the loss is the sum of numerator / denominator over the entries
+        whose denominator is positive. Sums over rows, so that a rank's share of the rows adds up (distributed)."""
         raise NotImplementedError
 
     def _reduce(self, rows, embeddings):
-        raise NotImplementedError
+        num, den = self._parts(rows)
+        return combine_parts(num, den).to(embeddings.dtype)
+
+    def fused(self) -> bool:
+        """Whether this instance runs the fused kernels (not PML's class through the fallback)."""
+        return self.fallback is None
 
     def forward(self, embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None):
         if self.fallback is not None:
@@ -127,14 +137,16 @@ class MultiSimilarityLoss(_FusedPairLoss):
     def _pml_args(self):
         return {"alpha": self.alpha, "beta": self.beta, "base": self.base}
 
-    def _rows(self, embeddings, labels, ref_emb, ref_labels, lists):
+    def _rows(self, embeddings, labels, ref_emb, ref_labels, lists, query_rows=None):
         return loss_ops.multi_similarity_loss_rows(
-            embeddings, labels, ref_emb, ref_labels, lists, self.alpha, self.beta, self.base, self.fused_distance
+            embeddings, labels, ref_emb, ref_labels, lists, self.alpha, self.beta, self.base, self.fused_distance,
+            query_rows,
         )
 
-    def _reduce(self, rows, embeddings):
+    def _parts(self, rows):
+        # MeanReducer over the anchors: every row of embeddings is one
         per_anchor = rows[:, 0] / self.alpha + rows[:, 1] / self.beta
-        return per_anchor.mean().to(embeddings.dtype)
+        return per_anchor.sum().reshape(1), torch.full((1,), rows.shape[0], dtype=rows.dtype, device=rows.device)
 
 
 class ContrastiveLoss(_FusedPairLoss):
@@ -149,17 +161,22 @@ class ContrastiveLoss(_FusedPairLoss):
     def _pml_args(self):
         return {"pos_margin": self.pos_margin, "neg_margin": self.neg_margin}
 
-    def _rows(self, embeddings, labels, ref_emb, ref_labels, lists):
+    def _rows(self, embeddings, labels, ref_emb, ref_labels, lists, query_rows=None):
         return loss_ops.contrastive_loss_rows(
-            embeddings, labels, ref_emb, ref_labels, lists, self.pos_margin, self.neg_margin, self.fused_distance
+            embeddings, labels, ref_emb, ref_labels, lists, self.pos_margin, self.neg_margin, self.fused_distance,
+            query_rows,
         )
 
+    def _parts(self, rows):
+        # AvgNonZeroReducer per side: the sum of the non-zero pair losses over their count (0 without any)
+        return rows[:, :2].sum(0), rows[:, 2:].sum(0)
+
     def _reduce(self, rows, embeddings):
-        # AvgNonZeroReducer per side (0 without non-zero losses), summed in the embeddings' dtype (MultipleReducers);
-        # a side without non-zero losses adds an exact 0, as a tensor condition (no data-dependent branch).
-        total = None
-        for side in (0, 1):
-            count = rows[:, 2 + side].sum()
-            mean = torch.where(count > 0, rows[:, side].sum() / count.clamp(min=1), 0.0).to(embeddings.dtype)
-            total = mean if total is None else total + mean
-        return total
+        # per side in the embeddings' dtype, then summed (MultipleReducers)
+        num, den = self._parts(rows)
+        return sum(combine_parts(num[k:k + 1], den[k:k + 1]).to(embeddings.dtype) for k in (0, 1))
+
+
+def combine_parts(num, den):
+    """sum of num / den where den > 0 (exact 0 elsewhere), as tensor conditions (no data-dependent branch)."""
+    return torch.where(den > 0, num / den.clamp(min=1), torch.zeros_like(num)).sum()

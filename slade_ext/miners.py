@@ -50,8 +50,18 @@ class _FusedMiner(torch.nn.Module):
     def _pml_args(self) -> dict:
         raise NotImplementedError
 
-    def _mine(self, embeddings, labels, ref_emb, ref_labels):
+    def _mine(self, embeddings, labels, ref_emb, ref_labels, query_rows=None):
         raise NotImplementedError
+
+    def mine_rows(self, embeddings, labels, query_rows):
+        """Rows [begin, end) of embeddings mined against all of them, without self pairs; the indices index
+        embeddings (one rank's share of a global batch: slade_ext.distributed)."""
+        if self.fallback is not None:
+            raise TypeError(f"{type(self).__name__} runs PML's miner here (FallbackWarning): it cannot mine a share "
+                            "of the rows; use efficient=False")
+        labels, _ = check_forward_inputs(embeddings, labels, None, None, labels_required=True)
+        with torch.no_grad():
+            return self._mine(embeddings, labels, None, None, query_rows)
 
     def forward(self, embeddings, labels, ref_emb=None, ref_labels=None):
         if self.fallback is not None:
@@ -90,8 +100,9 @@ class MultiSimilarityMiner(_FusedMiner):
     def _pml_args(self):
         return {"epsilon": self.epsilon}
 
-    def _mine(self, embeddings, labels, ref_emb, ref_labels):
-        return ops.mine_multi_similarity(embeddings, labels, ref_emb, ref_labels, self.epsilon, self.fused_distance)
+    def _mine(self, embeddings, labels, ref_emb, ref_labels, query_rows=None):
+        return ops.mine_multi_similarity(embeddings, labels, ref_emb, ref_labels, self.epsilon, self.fused_distance,
+                                         query_rows)
 
     def _mine_separate(self, embeddings, labels, ref_emb, ref_labels):
         if ref_emb is not embeddings:
@@ -118,9 +129,9 @@ class PairMarginMiner(_FusedMiner):
     def _pml_args(self):
         return {"pos_margin": self.pos_margin, "neg_margin": self.neg_margin}
 
-    def _mine(self, embeddings, labels, ref_emb, ref_labels):
+    def _mine(self, embeddings, labels, ref_emb, ref_labels, query_rows=None):
         return ops.mine_pair_margin(
-            embeddings, labels, ref_emb, ref_labels, self.pos_margin, self.neg_margin, self.fused_distance
+            embeddings, labels, ref_emb, ref_labels, self.pos_margin, self.neg_margin, self.fused_distance, query_rows
         )
 
 
@@ -128,8 +139,8 @@ class BatchHardMiner(_FusedMiner):
     def _pml_args(self):
         return {}
 
-    def _mine(self, embeddings, labels, ref_emb, ref_labels):
-        return ops.mine_batch_hard(embeddings, labels, ref_emb, ref_labels, self.fused_distance)
+    def _mine(self, embeddings, labels, ref_emb, ref_labels, query_rows=None):
+        return ops.mine_batch_hard(embeddings, labels, ref_emb, ref_labels, self.fused_distance, query_rows)
 
     def _mine_without_self_pairs(self, embeddings, labels, ref_emb):
         """Mine against ref_emb; where the hardest positive came out as (i, i), mine anchor i's positives again
@@ -174,7 +185,7 @@ class TripletMarginMiner(_FusedMiner):
     def _pml_args(self):
         return {"margin": self.margin, "type_of_triplets": self.type_of_triplets}
 
-    def _mine(self, embeddings, labels, ref_emb, ref_labels):
+    def _mine(self, embeddings, labels, ref_emb, ref_labels, query_rows=None):
         return ops.mine_triplet_margin(
             embeddings,
             labels,
@@ -183,6 +194,7 @@ class TripletMarginMiner(_FusedMiner):
             self.margin,
             self.type_of_triplets,
             distance=self.fused_distance,
+            query_rows=query_rows,
         )
 
 
@@ -228,6 +240,11 @@ class ConfidentPairMiner(torch.nn.Module):
     def forward(self, embeddings, labels=None, ref_emb=None, ref_labels=None):
         if ref_emb is not None and ref_emb is not embeddings:
             raise ValueError("ConfidentPairMiner selects pairs within the batch: ref_emb must be None or embeddings")
+        return self.mine_rows(embeddings, labels, None)
+
+    def mine_rows(self, embeddings, labels=None, query_rows=None):
+        """forward's selection for the rows [begin, end) of embeddings against all of them (None: every row); the
+        indices index embeddings."""
         labels, _ = check_forward_inputs(embeddings, labels, None, None, labels_required=self.mode == "agree")
         weight, t_pos, t_neg = self._weight_and_thresholds()
         with torch.no_grad():
@@ -236,7 +253,7 @@ class ConfidentPairMiner(torch.nn.Module):
                 return empty, empty.clone(), empty.clone(), empty.clone()
             pseudo = labels if self.mode == "agree" else None
             return ops.select_confident_pairs(
-                embeddings, weight.detach(), float(t_pos), float(t_neg), pseudo, self.mode
+                embeddings, weight.detach(), float(t_pos), float(t_neg), pseudo, self.mode, query_rows
             )
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numbers
 
+import operator
+
 import torch
 
 from . import _loader
@@ -74,6 +76,20 @@ def _self_ref(emb, labels, ref_emb, ref_labels):
     return ref_emb, ref_labels
 
 
+def query_range(query_rows, emb) -> tuple[int, int]:
+    """The ops' (query_begin, query_end) for `query_rows`: None (every row of emb) or (begin, end), the rows of emb
+    that are queries against all of emb (one rank's share of a global batch, slade_ext.distributed)."""
+    if query_rows is None:
+        return 0, -1
+    if not isinstance(query_rows, (tuple, list)) or len(query_rows) != 2:
+        raise ValueError(f"query_rows must be None or (begin, end), got {query_rows!r}")
+    try:
+        begin, end = (operator.index(v) for v in query_rows)
+    except TypeError:
+        raise ValueError(f"query_rows must hold two integers, got {query_rows!r}") from None
+    return begin, end
+
+
 # ---- basis similarity ------------------------------------------------------------------------------------------
 
 
@@ -92,46 +108,57 @@ def basis_pair_stats(
     labels: torch.Tensor,
     ref_emb: torch.Tensor | None = None,
     ref_labels: torch.Tensor | None = None,
+    query_rows: tuple[int, int] | None = None,
 ):
     """Moments of the basis similarity over same-label and different-label pairs, without storing N x M.
 
     Returns (mu_pos, var_pos, mu_neg, var_neg, n_pos, n_neg): 0-dim float tensors (population variance) and int64
     counts. Pairs where either label is negative (-1 = unknown) are ignored, and so is (i, i) when ref_emb is None.
     A side without pairs gives mean 0 and variance 0 (check the count). Differentiable in emb, ref_emb and basis.
+    query_rows=(begin, end), with ref_emb None: only the pairs whose first row is in [begin, end) (query_range).
     """
     _check_pair_inputs(emb, labels, ref_emb, ref_labels, basis)
     ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
-    return torch.ops.slade.basis_pair_stats(emb, basis, labels, ref_emb, ref_labels)
+    return torch.ops.slade.basis_pair_stats(emb, basis, labels, ref_emb, ref_labels, *query_range(query_rows, emb))
 
 
 # ---- mining ----------------------------------------------------------------------------------------------------
 
 
-def mine_multi_similarity(emb, labels, ref_emb=None, ref_labels=None, epsilon: float = 0.1, distance: str = "cosine"):
+# Every miner takes query_rows (query_range): with ref_emb None, only rows [begin, end) of emb mine, against all of
+# emb; the returned indices index emb.
+
+
+def mine_multi_similarity(
+    emb, labels, ref_emb=None, ref_labels=None, epsilon: float = 0.1, distance: str = "cosine", query_rows=None
+):
     """pytorch-metric-learning's MultiSimilarityMiner rule. Returns (a1, p, a2, n)."""
     _check_pair_inputs(emb, labels, ref_emb, ref_labels)
     epsilon = check_number(epsilon, "epsilon")
     ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
-    return torch.ops.slade.mine_multi_similarity(emb, labels, ref_emb, ref_labels, epsilon, distance)
+    return torch.ops.slade.mine_multi_similarity(
+        emb, labels, ref_emb, ref_labels, epsilon, distance, *query_range(query_rows, emb)
+    )
 
 
 def mine_pair_margin(
-    emb, labels, ref_emb=None, ref_labels=None, pos_margin: float = 0.2, neg_margin: float = 0.8, distance="cosine"
+    emb, labels, ref_emb=None, ref_labels=None, pos_margin: float = 0.2, neg_margin: float = 0.8, distance="cosine",
+    query_rows=None,
 ):
     """pytorch-metric-learning's PairMarginMiner rule. Returns (a1, p, a2, n)."""
     _check_pair_inputs(emb, labels, ref_emb, ref_labels)
     pos_margin, neg_margin = check_number(pos_margin, "pos_margin"), check_number(neg_margin, "neg_margin")
     ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
     return torch.ops.slade.mine_pair_margin(
-        emb, labels, ref_emb, ref_labels, pos_margin, neg_margin, distance
+        emb, labels, ref_emb, ref_labels, pos_margin, neg_margin, distance, *query_range(query_rows, emb)
     )
 
 
-def mine_batch_hard(emb, labels, ref_emb=None, ref_labels=None, distance: str = "cosine"):
+def mine_batch_hard(emb, labels, ref_emb=None, ref_labels=None, distance: str = "cosine", query_rows=None):
     """pytorch-metric-learning's BatchHardMiner rule (ties -> smallest index). Returns (a, p, n)."""
     _check_pair_inputs(emb, labels, ref_emb, ref_labels)
     ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
-    return torch.ops.slade.mine_batch_hard(emb, labels, ref_emb, ref_labels, distance)
+    return torch.ops.slade.mine_batch_hard(emb, labels, ref_emb, ref_labels, distance, *query_range(query_rows, emb))
 
 
 def mine_triplet_margin(
@@ -143,6 +170,7 @@ def mine_triplet_margin(
     type_of_triplets: str = "all",
     max_triplets_per_anchor: int | None = None,
     distance: str = "cosine",
+    query_rows=None,
 ):
     """pytorch-metric-learning's TripletMarginMiner rule ("all", "hard", "semihard", "easy").
 
@@ -153,7 +181,7 @@ def mine_triplet_margin(
     ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
     cap = -1 if max_triplets_per_anchor is None else int(max_triplets_per_anchor)
     return torch.ops.slade.mine_triplet_margin(
-        emb, labels, ref_emb, ref_labels, margin, type_of_triplets, cap, distance
+        emb, labels, ref_emb, ref_labels, margin, type_of_triplets, cap, distance, *query_range(query_rows, emb)
     )
 
 
@@ -167,16 +195,19 @@ def select_confident_pairs(
     t_neg: float,
     pseudo_labels: torch.Tensor | None = None,
     mode: str = "literal",
+    query_rows=None,
 ):
     """SLADE's confident pairs of an unlabeled batch (docs/method.md): s_ij = cos(W f_i, W f_j), i != j.
 
     literal: positives s >= t_pos, negatives s <= t_neg. agree: positives also need equal pseudo labels and
     negatives different ones (label -1 takes part in neither). Nothing is selected while t_pos <= t_neg.
-    Returns (a1, p, a2, n).
+    Returns (a1, p, a2, n); query_rows as the miners'.
     """
     _check_pair_inputs(emb, pseudo_labels, basis=basis, labels_name="pseudo_labels")
     t_pos, t_neg = check_number(t_pos, "t_pos"), check_number(t_neg, "t_neg")
-    return torch.ops.slade.select_confident_pairs(emb, basis, t_pos, t_neg, pseudo_labels, mode)
+    return torch.ops.slade.select_confident_pairs(
+        emb, basis, t_pos, t_neg, pseudo_labels, mode, *query_range(query_rows, emb)
+    )
 
 
 # ---- fake kernels: shapes for torch.compile --------------------------------------------------------------------
@@ -209,14 +240,15 @@ def _(grad, emb, basis, ref_emb=None, output_mask=(True, True, True)):
 
 
 @torch.library.register_fake("slade::basis_pair_stats")
-def _(emb, basis, labels, ref_emb=None, ref_labels=None):
+def _(emb, basis, labels, ref_emb=None, ref_labels=None, query_begin=0, query_end=-1):
     moment = emb.new_empty((), dtype=_compute_dtype(emb))
     count = emb.new_empty((), dtype=torch.int64)
     return moment, moment.clone(), moment.clone(), moment.clone(), count, count.clone()
 
 
 @torch.library.register_fake("slade::basis_pair_stats_backward")
-def _(grad_stats, emb, basis, labels, ref_emb, ref_labels, stats, output_mask=(True, True, True)):
+def _(grad_stats, emb, basis, labels, ref_emb, ref_labels, stats, query_begin=0, query_end=-1,
+      output_mask=(True, True, True)):
     return _fake_basis_grads(emb, basis, ref_emb, output_mask)
 
 
@@ -274,10 +306,11 @@ torch.library.register_autograd("slade::basis_similarity", _similarity_backward,
 
 
 def _stats_setup(ctx, inputs, output):
-    emb, basis, labels, ref_emb, ref_labels = inputs
+    emb, basis, labels, ref_emb, ref_labels, *query = inputs
     mu_pos, var_pos, mu_neg, var_neg, n_pos, n_neg = output
     stats = torch.stack([t.to(torch.float64) for t in (mu_pos, var_pos, mu_neg, var_neg, n_pos, n_neg)])
     ctx.save_for_backward(emb, basis, labels, ref_emb, ref_labels, stats)
+    ctx.query = tuple(query)  # (query_begin, query_end): the dispatcher passes the defaults too
 
 
 def _stats_backward(ctx, g_mu_pos, g_var_pos, g_mu_neg, g_var_neg, _g_n_pos, _g_n_neg):
@@ -288,13 +321,15 @@ def _stats_backward(ctx, g_mu_pos, g_var_pos, g_mu_neg, g_var_neg, _g_n_pos, _g_
     )
     mask = [_wants(ctx, i) for i in (0, 1, 3)]  # emb, basis, ref_emb (labels carry no gradient)
     grad_emb, grad_basis, grad_ref = torch.ops.slade.basis_pair_stats_backward(
-        grad_stats, emb, basis, labels, ref_emb, ref_labels, stats, mask
+        grad_stats, emb, basis, labels, ref_emb, ref_labels, stats, *ctx.query, mask
     )
     return (
         _needed(ctx, grad_emb, 0),
         _needed(ctx, grad_basis, 1),
         None,
         None if ref_emb is None else _needed(ctx, grad_ref, 3),
+        None,
+        None,
         None,
     )
 

@@ -113,24 +113,27 @@ struct StatsInputs {
   PairInputs pairs;
 };
 StatsInputs prepare_stats(const at::Tensor& emb, const at::Tensor& basis, const at::Tensor& labels,
-                          const Opt& ref_emb, const Opt& ref_labels) {
+                          const Opt& ref_emb, const Opt& ref_labels, int64_t query_begin, int64_t query_end) {
   TORCH_CHECK_VALUE(emb.dim() == 2, "emb must be 2-D [N, d], got shape ", emb.sizes());
   TORCH_CHECK_VALUE(ref_emb.has_value() == ref_labels.has_value(),
                     "ref_emb and ref_labels must be given together");
   StatsInputs s;
   // Validates everything (labels, devices, basis) and projects with the basis.
-  s.pairs = prepare_pair_inputs(emb, labels, ref_emb, ref_labels, /*labels_required=*/true, &basis);
+  s.pairs = prepare_pair_inputs(emb, labels, ref_emb, ref_labels, /*labels_required=*/true, &basis, "labels",
+                                query_begin, query_end);
   s.p = project(emb, basis);
   s.q = ref_emb.has_value() ? project(*ref_emb, basis) : s.p;
-  s.pairs.rows = s.p.rn;
+  // Against itself the query rows are a slice of the references (all of them unless query_rows says otherwise).
+  const int64_t n = s.pairs.rows.size(0);
   s.pairs.refs = s.q.rn;
+  s.pairs.rows = s.pairs.self ? s.q.rn.narrow(0, s.pairs.query_begin, n) : s.p.rn;
   return s;
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> basis_pair_stats(
     const at::Tensor& emb, const at::Tensor& basis, const at::Tensor& labels, const Opt& ref_emb,
-    const Opt& ref_labels) {
-  auto s = prepare_stats(emb, basis, labels, ref_emb, ref_labels);
+    const Opt& ref_labels, int64_t query_begin, int64_t query_end) {
+  auto s = prepare_stats(emb, basis, labels, ref_emb, ref_labels, query_begin, query_end);
   auto acc = at::zeros({6}, emb.options().dtype(at::kDouble));
   for_each_similarity_tile(s.pairs.rows, s.pairs.refs, tile_budget(s.pairs.rows),
                            [&](int64_t begin, const at::Tensor& sim) {
@@ -153,13 +156,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
 // grad_stats = [d mu_pos, d var_pos, d mu_neg, d var_neg]; stats = [mu_pos, var_pos, mu_neg, var_neg, n_pos, n_neg].
 std::tuple<at::Tensor, at::Tensor, at::Tensor> basis_pair_stats_backward(
     const at::Tensor& grad_stats, const at::Tensor& emb, const at::Tensor& basis, const at::Tensor& labels,
-    const Opt& ref_emb, const Opt& ref_labels, const at::Tensor& stats, std::array<bool, 3> output_mask) {
+    const Opt& ref_emb, const Opt& ref_labels, const at::Tensor& stats, int64_t query_begin, int64_t query_end,
+    std::array<bool, 3> output_mask) {
   TORCH_CHECK_VALUE(grad_stats.numel() == 4, "grad_stats must hold 4 values");
   TORCH_CHECK_VALUE(stats.numel() == 6, "stats must hold 6 values");
   const OutputMask& mask = output_mask;
-  auto s = prepare_stats(emb, basis, labels, ref_emb, ref_labels);
+  auto s = prepare_stats(emb, basis, labels, ref_emb, ref_labels, query_begin, query_end);
   // The query rows' gradient feeds grad_emb and grad_basis, the references' grad_ref_emb and grad_basis; against
-  // itself both are one tensor.
+  // itself the rows are a slice of the references and their gradient a view of the references' one.
   const bool want_p = mask[0] || mask[1];
   const bool want_q = s.pairs.self ? want_p : (mask[2] || mask[1]);
   if (!want_p && !want_q) return basis_grads(emb, basis, ref_emb, mask, {}, {}, {}, {});
@@ -178,8 +182,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> basis_pair_stats_backward(
   const std::array<double, 4> coef{a_pos, b_pos, a_neg, b_neg};
 
   at::Tensor grad_rn, grad_qn;
-  if (want_p) grad_rn = at::zeros_like(s.pairs.rows);
-  if (want_q) grad_qn = s.pairs.self ? grad_rn : at::zeros_like(s.pairs.refs);
+  if (s.pairs.self) {
+    grad_qn = at::zeros_like(s.pairs.refs);
+    grad_rn = grad_qn.narrow(0, s.pairs.query_begin, s.pairs.rows.size(0));
+  } else {
+    if (want_p) grad_rn = at::zeros_like(s.pairs.rows);
+    if (want_q) grad_qn = at::zeros_like(s.pairs.refs);
+  }
   for_each_similarity_tile(s.pairs.rows, s.pairs.refs, tile_budget(s.pairs.rows),
                            [&](int64_t begin, const at::Tensor& sim) {
                              auto tile = make_tile(s.pairs, begin, sim);
@@ -190,7 +199,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> basis_pair_stats_backward(
                              if (want_q) grad_qn.add_(at::mm(tile.sim.t(), rows));
                            });
   if (s.pairs.self) {
-    auto [grad_x, grad_w] = projection_backward(grad_rn, s.p, basis, mask[0], mask[1]);
+    auto [grad_x, grad_w] = projection_backward(grad_qn, s.p, basis, mask[0], mask[1]);
     return basis_grads(emb, basis, ref_emb, mask, grad_x, grad_w, at::Tensor(), at::Tensor());
   }
   auto [grad_x, grad_w] = projection_backward(grad_rn, s.p, basis, mask[0], mask[1]);

@@ -8,8 +8,10 @@ namespace slade {
 PairInputs prepare_pair_inputs(const at::Tensor& emb, const c10::optional<at::Tensor>& labels,
                                const c10::optional<at::Tensor>& ref_emb,
                                const c10::optional<at::Tensor>& ref_labels, bool labels_required,
-                               const at::Tensor* basis, const char* labels_name) {
+                               const at::Tensor* basis, const char* labels_name, int64_t query_begin,
+                               int64_t query_end) {
   check_embeddings(emb, "emb");
+  const int64_t end = check_query_range(query_begin, query_end, emb.size(0), ref_emb.has_value());
   const auto device = emb.device();
   PairInputs in;
   TORCH_CHECK_VALUE(!labels_required || labels.has_value(), labels_name, " are required");
@@ -37,14 +39,26 @@ PairInputs prepare_pair_inputs(const at::Tensor& emb, const c10::optional<at::Te
     in.refs = in.rows;
     in.ref_labels = in.labels;
     in.self = true;
+    in.query_begin = query_begin;
+    in.rows = in.rows.narrow(0, query_begin, end - query_begin);
+    if (in.labels.defined()) in.labels = in.labels.narrow(0, query_begin, end - query_begin);
   }
   return in;
+}
+
+int64_t check_query_range(int64_t query_begin, int64_t query_end, int64_t n, bool has_ref_emb) {
+  const int64_t end = query_end == -1 ? n : query_end;
+  TORCH_CHECK_VALUE(0 <= query_begin && query_begin <= end && end <= n, "query_rows must satisfy 0 <= begin <= end <= ",
+                    n, " (the rows of emb), got (", query_begin, ", ", query_end, ")");
+  TORCH_CHECK_VALUE(!has_ref_emb || (query_begin == 0 && end == n),
+                    "query_rows needs ref_emb=None: the queries are rows of emb compared with all of emb");
+  return end;
 }
 
 Tile make_tile(const PairInputs& in, int64_t begin, const at::Tensor& sim) {
   Tile tile;
   tile.sim = sim;
-  tile.row_begin = begin;
+  tile.row_begin = in.query_begin + begin;
   if (in.labels.defined()) tile.row_labels = in.labels.narrow(0, begin, sim.size(0));
   tile.ref_labels = in.ref_labels;
   tile.exclude_self = in.self;

@@ -52,26 +52,33 @@ struct LossInputs {
 };
 
 LossInputs prepare_loss_inputs(const at::Tensor& emb, const Opt& labels, const Opt& ref_emb, const Opt& ref_labels,
-                               const Opt& pos_ptr, const Opt& pos_cols, const Opt& neg_ptr, const Opt& neg_cols) {
+                               const Opt& pos_ptr, const Opt& pos_cols, const Opt& neg_ptr, const Opt& neg_cols,
+                               int64_t query_begin, int64_t query_end) {
   LossInputs in;
   const bool lists_given = pos_ptr.has_value() || pos_cols.has_value() || neg_ptr.has_value() || neg_cols.has_value();
   TORCH_CHECK_VALUE(lists_given || labels.has_value(), "labels are required when no pair lists are given");
+  TORCH_CHECK_VALUE(!lists_given || (query_begin == 0 && (query_end == -1 || query_end == emb.size(0))),
+                    "query_rows cannot be combined with pair lists (the lists choose each row's pairs)");
   // Labels only matter for the all-pairs path; pair lists are used as given.
   in.pairs = prepare_pair_inputs(emb, lists_given ? c10::nullopt : labels, ref_emb,
-                                 lists_given ? c10::nullopt : ref_labels, /*labels_required=*/!lists_given);
+                                 lists_given ? c10::nullopt : ref_labels, /*labels_required=*/!lists_given,
+                                 /*basis=*/nullptr, "labels", query_begin, query_end);
   in.lists = check_pair_lists(pos_ptr, pos_cols, neg_ptr, neg_cols, in.pairs.rows.size(0), in.pairs.refs.size(0),
                               emb.device());
   return in;
 }
 
+// The epilogues address per-row state by emb's row number (tile.row_begin + i): with a query slice the state
+// buffer starts at row 0 and the queries' rows are cut out of it.
 at::Tensor loss_rows(const LossInputs& in, const LossRule& rule) {
-  auto rows_out = at::zeros({in.pairs.rows.size(0), kLossRowState}, in.pairs.rows.options().dtype(at::kDouble));
+  const int64_t n = in.pairs.rows.size(0), first = in.pairs.query_begin;
+  auto rows_out = at::zeros({first + n, kLossRowState}, in.pairs.rows.options().dtype(at::kDouble));
   for_each_similarity_tile(in.pairs.rows, in.pairs.refs, tile_budget(in.pairs.rows),
                            [&](int64_t begin, const at::Tensor& sim) {
                              auto tile = make_tile(in.pairs, begin, sim);
                              SLADE_TILE_DISPATCH(loss_rows_tile, tile, in.lists, rule, rows_out);
                            });
-  return rows_out;
+  return first == 0 ? rows_out : rows_out.narrow(0, first, n).clone();
 }
 
 // Back through xn = x / max(|x|, eps) (torch.nn.functional.normalize), in x's compute dtype.
@@ -89,18 +96,27 @@ std::tuple<at::Tensor, at::Tensor> loss_rows_backward(const at::Tensor& grad_row
                     "grad_rows must be [N, 4], got shape ", grad_rows.sizes());
   TORCH_CHECK_VALUE(rows.dim() == 2 && rows.size(0) == n && rows.size(1) == kLossRowState,
                     "rows must be [N, 4], got shape ", rows.sizes());
-  // (grad_pos_acc, grad_neg_acc, pos_acc, neg_acc): the counts carry no gradient.
+  // (grad_pos_acc, grad_neg_acc, pos_acc, neg_acc): the counts carry no gradient. Addressed by emb's row number
+  // like the forward's state (loss_rows), hence the zero rows in front of a query slice.
+  const int64_t first = in.pairs.query_begin;
   auto state = at::cat({grad_rows.narrow(1, 0, 2), rows.narrow(1, 0, 2)}, 1)
-                   .to(in.pairs.rows.device(), at::kDouble)
-                   .contiguous();
-  // The rows' gradient feeds grad_emb, the references' grad_ref_emb; against itself both are one tensor.
+                   .to(in.pairs.rows.device(), at::kDouble);
+  if (first > 0) state = at::cat({state.new_zeros({first, state.size(1)}), state});
+  state = state.contiguous();
+  // The rows' gradient feeds grad_emb, the references' grad_ref_emb; against itself the rows are a slice of the
+  // references and their gradient a view of the references' one.
   const bool want_rows = mask[0];
   const bool want_refs = in.pairs.self ? mask[0] : mask[1];
   auto none = [&] { return emb.new_empty({0}); };
   if (!want_rows && !want_refs) return {none(), none()};
   at::Tensor grad_rn, grad_qn;
-  if (want_rows) grad_rn = at::zeros_like(in.pairs.rows);
-  if (want_refs) grad_qn = in.pairs.self ? grad_rn : at::zeros_like(in.pairs.refs);
+  if (in.pairs.self) {
+    grad_qn = at::zeros_like(in.pairs.refs);
+    grad_rn = grad_qn.narrow(0, first, n);
+  } else {
+    if (want_rows) grad_rn = at::zeros_like(in.pairs.rows);
+    if (want_refs) grad_qn = at::zeros_like(in.pairs.refs);
+  }
   for_each_similarity_tile(in.pairs.rows, in.pairs.refs, tile_budget(in.pairs.rows),
                            [&](int64_t begin, const at::Tensor& sim) {
                              auto tile = make_tile(in.pairs, begin, sim);
@@ -110,8 +126,9 @@ std::tuple<at::Tensor, at::Tensor> loss_rows_backward(const at::Tensor& grad_row
                              if (want_rows) grad_rn.narrow(0, begin, sim.size(0)).add_(at::mm(tile.sim, in.pairs.refs));
                              if (want_refs) grad_qn.add_(at::mm(tile.sim.t(), block));
                            });
+  if (in.pairs.self) return {normalize_backward(grad_qn, in.pairs.refs, emb), none()};
   auto grad_emb = want_rows ? normalize_backward(grad_rn, in.pairs.rows, emb) : none();
-  if (in.pairs.self || !want_refs) return {grad_emb, none()};
+  if (!want_refs) return {grad_emb, none()};
   return {grad_emb, normalize_backward(grad_qn, in.pairs.refs, *ref_emb)};
 }
 
@@ -146,35 +163,43 @@ LossRule contrastive_rule(double pos_margin, double neg_margin, c10::string_view
 at::Tensor multi_similarity_loss_rows(const at::Tensor& emb, const Opt& labels, const Opt& ref_emb,
                                       const Opt& ref_labels, const Opt& pos_ptr, const Opt& pos_cols,
                                       const Opt& neg_ptr, const Opt& neg_cols, double alpha, double beta,
-                                      double base, c10::string_view distance) {
+                                      double base, c10::string_view distance, int64_t query_begin,
+                                      int64_t query_end) {
   auto rule = ms_rule(alpha, beta, base, distance);
-  return loss_rows(prepare_loss_inputs(emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols), rule);
+  return loss_rows(prepare_loss_inputs(emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols,
+                                       query_begin, query_end),
+                   rule);
 }
 
 std::tuple<at::Tensor, at::Tensor> multi_similarity_loss_rows_backward(
     const at::Tensor& grad_rows, const at::Tensor& rows, const at::Tensor& emb, const Opt& labels,
     const Opt& ref_emb, const Opt& ref_labels, const Opt& pos_ptr, const Opt& pos_cols, const Opt& neg_ptr,
-    const Opt& neg_cols, double alpha, double beta, double base, c10::string_view distance,
-    std::array<bool, 2> output_mask) {
+    const Opt& neg_cols, double alpha, double beta, double base, c10::string_view distance, int64_t query_begin,
+    int64_t query_end, std::array<bool, 2> output_mask) {
   auto rule = ms_rule(alpha, beta, base, distance);
-  auto in = prepare_loss_inputs(emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols);
+  auto in = prepare_loss_inputs(emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols, query_begin,
+                                query_end);
   return loss_rows_backward(grad_rows, rows, emb, ref_emb, in, rule, output_mask);
 }
 
 at::Tensor contrastive_loss_rows(const at::Tensor& emb, const Opt& labels, const Opt& ref_emb, const Opt& ref_labels,
                                  const Opt& pos_ptr, const Opt& pos_cols, const Opt& neg_ptr, const Opt& neg_cols,
-                                 double pos_margin, double neg_margin, c10::string_view distance) {
+                                 double pos_margin, double neg_margin, c10::string_view distance,
+                                 int64_t query_begin, int64_t query_end) {
   auto rule = contrastive_rule(pos_margin, neg_margin, distance);
-  return loss_rows(prepare_loss_inputs(emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols), rule);
+  return loss_rows(prepare_loss_inputs(emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols,
+                                       query_begin, query_end),
+                   rule);
 }
 
 std::tuple<at::Tensor, at::Tensor> contrastive_loss_rows_backward(
     const at::Tensor& grad_rows, const at::Tensor& rows, const at::Tensor& emb, const Opt& labels,
     const Opt& ref_emb, const Opt& ref_labels, const Opt& pos_ptr, const Opt& pos_cols, const Opt& neg_ptr,
-    const Opt& neg_cols, double pos_margin, double neg_margin, c10::string_view distance,
-    std::array<bool, 2> output_mask) {
+    const Opt& neg_cols, double pos_margin, double neg_margin, c10::string_view distance, int64_t query_begin,
+    int64_t query_end, std::array<bool, 2> output_mask) {
   auto rule = contrastive_rule(pos_margin, neg_margin, distance);
-  auto in = prepare_loss_inputs(emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols);
+  auto in = prepare_loss_inputs(emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols, query_begin,
+                                query_end);
   return loss_rows_backward(grad_rows, rows, emb, ref_emb, in, rule, output_mask);
 }
 

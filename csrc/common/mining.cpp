@@ -23,20 +23,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> as_tuple(const std::array<at::Ten
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> mine_multi_similarity(
     const at::Tensor& emb, const at::Tensor& labels, const Opt& ref_emb, const Opt& ref_labels, double epsilon,
-    c10::string_view distance) {
+    c10::string_view distance, int64_t query_begin, int64_t query_end) {
   check_finite_scalar(epsilon, "epsilon");
   PairRule rule;
   rule.kind = PairRuleKind::MultiSimilarity;
   rule.inverted = is_inverted(std::string(distance));
   rule.epsilon = epsilon;
-  auto in = prepare_pair_inputs(emb, labels, ref_emb, ref_labels, /*labels_required=*/true);
+  auto in = prepare_pair_inputs(emb, labels, ref_emb, ref_labels, /*labels_required=*/true, nullptr, "labels",
+                                query_begin, query_end);
   auto epilogue = [&](const Tile& t) { return SLADE_TILE_DISPATCH(mine_pairs_tile, t, rule); };
   return as_tuple(mine_all_tiles<4>(in, epilogue));
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> mine_pair_margin(
     const at::Tensor& emb, const at::Tensor& labels, const Opt& ref_emb, const Opt& ref_labels, double pos_margin,
-    double neg_margin, c10::string_view distance) {
+    double neg_margin, c10::string_view distance, int64_t query_begin, int64_t query_end) {
   check_finite_scalar(pos_margin, "pos_margin");
   check_finite_scalar(neg_margin, "neg_margin");
   PairRule rule;
@@ -44,16 +45,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> mine_pair_margin(
   rule.inverted = is_inverted(std::string(distance));
   rule.pos_margin = pos_margin;
   rule.neg_margin = neg_margin;
-  auto in = prepare_pair_inputs(emb, labels, ref_emb, ref_labels, /*labels_required=*/true);
+  auto in = prepare_pair_inputs(emb, labels, ref_emb, ref_labels, /*labels_required=*/true, nullptr, "labels",
+                                query_begin, query_end);
   auto epilogue = [&](const Tile& t) { return SLADE_TILE_DISPATCH(mine_pairs_tile, t, rule); };
   return as_tuple(mine_all_tiles<4>(in, epilogue));
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> mine_batch_hard(const at::Tensor& emb, const at::Tensor& labels,
                                                                const Opt& ref_emb, const Opt& ref_labels,
-                                                               c10::string_view distance) {
+                                                               c10::string_view distance, int64_t query_begin,
+                                                               int64_t query_end) {
   parse_distance(std::string(distance));  // validates the name
-  auto in = prepare_pair_inputs(emb, labels, ref_emb, ref_labels, /*labels_required=*/true);
+  auto in = prepare_pair_inputs(emb, labels, ref_emb, ref_labels, /*labels_required=*/true, nullptr, "labels",
+                                query_begin, query_end);
   // The L2 distance of unit vectors, sqrt(2 - 2 s), decreases with the cosine similarity s, so the hardest
   // positive / negative is the same pair under either distance: compare similarities and skip a sqrt per pair.
   auto epilogue = [&](const Tile& t) { return SLADE_TILE_DISPATCH(mine_batch_hard_tile, t, /*inverted=*/true); };
@@ -73,7 +77,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mine_triplet_margin(const at::Ten
                                                                    const Opt& ref_emb, const Opt& ref_labels,
                                                                    double margin, c10::string_view type_of_triplets,
                                                                    int64_t max_triplets_per_anchor,
-                                                                   c10::string_view distance) {
+                                                                   c10::string_view distance,
+                                                                   int64_t query_begin, int64_t query_end) {
   check_finite_scalar(margin, "margin");
   TORCH_CHECK_VALUE(max_triplets_per_anchor == -1 || max_triplets_per_anchor > 0,
                     "max_triplets_per_anchor must be positive or -1 (no cap), got ", max_triplets_per_anchor);
@@ -82,7 +87,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mine_triplet_margin(const at::Ten
   rule.inverted = is_inverted(std::string(distance));
   rule.margin = margin;
   rule.max_per_anchor = max_triplets_per_anchor;
-  auto in = prepare_pair_inputs(emb, labels, ref_emb, ref_labels, /*labels_required=*/true);
+  auto in = prepare_pair_inputs(emb, labels, ref_emb, ref_labels, /*labels_required=*/true, nullptr, "labels",
+                                query_begin, query_end);
   auto epilogue = [&](const Tile& t) { return SLADE_TILE_DISPATCH(mine_triplets_tile, t, rule); };
   return as_tuple(mine_all_tiles<3>(in, epilogue));
 }
@@ -91,7 +97,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mine_triplet_margin(const at::Ten
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> select_confident_pairs(
     const at::Tensor& emb, const at::Tensor& basis, double t_pos, double t_neg,
-    const c10::optional<at::Tensor>& pseudo_labels, c10::string_view mode) {
+    const c10::optional<at::Tensor>& pseudo_labels, c10::string_view mode, int64_t query_begin, int64_t query_end) {
   check_finite_scalar(t_pos, "t_pos");
   check_finite_scalar(t_neg, "t_neg");
   PairRule rule;
@@ -105,7 +111,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> select_confident_pair
     TORCH_CHECK_VALUE(mode == "literal", "mode must be \"literal\" or \"agree\", got \"", std::string(mode), "\"");
   }
   auto in = prepare_pair_inputs(emb, pseudo_labels, c10::nullopt, c10::nullopt, /*labels_required=*/false, &basis,
-                                "pseudo_labels");
+                                "pseudo_labels", query_begin, query_end);
   // While mu+ <= mu- the two threshold sets overlap: docs/method.md selects nothing then.
   if (t_pos <= t_neg) {
     return {in.rows.new_empty({0}, at::kLong), in.rows.new_empty({0}, at::kLong), in.rows.new_empty({0}, at::kLong),

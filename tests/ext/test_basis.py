@@ -325,10 +325,12 @@ def test_registered_backwards_return_none_for_inputs_without_grad(device, patter
                                                                                          device=device))
     assert [g is not None for g in out] == list(pattern)
     stats = torch.stack([s.double() for s in ops.basis_pair_stats(emb, w, lab, ref, ref_lab)])
-    ctx = FakeCtx((pattern[0], pattern[1], False, pattern[2], False), (emb, w, lab, ref, ref_lab, stats))
+    ctx = FakeCtx((pattern[0], pattern[1], False, pattern[2], False, False, False),
+                  (emb, w, lab, ref, ref_lab, stats))
+    ctx.query = (0, -1)
     one = torch.ones((), dtype=torch.float64, device=device)
     out = ops_module._stats_backward(ctx, one, one, one, one, None, None)
-    assert [g is not None for g in out] == [pattern[0], pattern[1], False, pattern[2], False]
+    assert [g is not None for g in out] == [pattern[0], pattern[1], False, pattern[2], False, False, False]
     # Without ref_emb (a shorter needs_input_grad when the optional inputs were left out of the call).
     out = ops_module._similarity_backward(FakeCtx(pattern[:2], (emb, w, None)), torch.ones(9, 9, dtype=torch.float64,
                                                                                            device=device))
@@ -346,7 +348,7 @@ def test_backward_ops_honour_output_mask(device, pattern):
     calls = {
         "similarity": lambda mask: torch.ops.slade.basis_similarity_backward(grad, emb, w, ref, mask),
         "pair_stats": lambda mask: torch.ops.slade.basis_pair_stats_backward(
-            grad_stats, emb, w, lab, ref, ref_lab, stats, mask),
+            grad_stats, emb, w, lab, ref, ref_lab, stats, output_mask=mask),
     }
     for call in calls.values():
         full = call([True, True, True])

@@ -1,7 +1,9 @@
-"""slade_ext.distributed under torch.distributed (gloo, two processes on this machine, batches of unequal size):
-every miner returns the single-process indices of the concatenated batch, every loss its value times the world
-size with each rank's rows getting the world size times their single-process gradient, and DDP's average of the
-parameter gradients equals the single-process gradient (float64, tight tolerance)."""
+"""slade_ext.distributed under torch.distributed (gloo, two processes on this machine, batches of unequal size),
+with and without efficient=True: every miner returns the single-process indices of the concatenated batch (efficient:
+this rank's anchors' share of them), every loss and the feature basis's losses their value times the world size with
+each rank's rows getting the world size times their single-process gradient, DDP's average of the parameter
+gradients equals the single-process gradient, and the basis's moving averages equal the single-process ones on every
+rank (float64, tight tolerance)."""
 from __future__ import annotations
 
 import pytest
@@ -24,8 +26,8 @@ def test_single_process_is_a_pass_through():
     assert DistributedLossWrapper(LOSSES["contrastive"]())(emb, labels) == LOSSES["contrastive"]()(emb, labels)
 
 
-def test_efficient_mode_says_why_it_is_missing():
-    with pytest.raises(NotImplementedError, match="skip each query's own row"):
-        DistributedMinerWrapper(MINERS["batch_hard"](), efficient=True)
-    with pytest.raises(NotImplementedError, match="efficient=False"):
-        DistributedLossWrapper(LOSSES["contrastive"](), efficient=True)
+def test_efficient_mode_needs_the_fused_classes():
+    with pytest.raises(TypeError, match="efficient=False"):
+        DistributedMinerWrapper(object(), efficient=True)
+    with pytest.raises(TypeError, match="fused losses"):
+        DistributedLossWrapper(torch.nn.MSELoss(), efficient=True)

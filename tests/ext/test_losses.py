@@ -291,9 +291,9 @@ def test_loss_backward_ops_honour_output_mask(device, op, self_comparison):
     tensors = (emb, labels, ref, ref_labels, None, None, None, None)
     rows = forward(*tensors, *params)
     grad_rows = torch.randn(rows.shape, dtype=torch.float64).to(device)
-    full = backward(grad_rows, rows, *tensors, *params, [True, True])
+    full = backward(grad_rows, rows, *tensors, *params, output_mask=[True, True])
     for mask in ([True, False], [False, True], [False, False]):
-        out = backward(grad_rows, rows, *tensors, *params, mask)
+        out = backward(grad_rows, rows, *tensors, *params, output_mask=mask)
         for wanted, f, m, present in zip(mask, full, out, (True, not self_comparison)):
             if wanted and present:
                 torch.testing.assert_close(m, f, rtol=0, atol=0)
@@ -314,7 +314,7 @@ class FakeCtx:
 def test_registered_loss_backward_returns_none_for_inputs_without_grad(device, pattern):
     emb, labels = (t.to(device) for t in make_inputs(12, 3, d=5))
     ref, ref_labels = (t.to(device) for t in make_inputs(9, 3, d=5, seed=1))
-    params = (0.0, 1.0, "l2")
+    params = (0.0, 1.0, "l2", 0, -1)  # the margins, the distance and the query rows, as the dispatcher passes them
     tensors = (emb, labels, ref, ref_labels, None, None, None, None)
     rows = torch.ops.slade.contrastive_loss_rows(*tensors, *params)
     backward = loss_ops._make_backward(torch.ops.slade.contrastive_loss_rows_backward)

@@ -20,7 +20,7 @@ def opcheck_cases():
     backward_cases = [("basis_similarity_backward", (sim_grad, EMB, W, REF, mask)) for mask in masks]
     backward_cases += [("basis_similarity_backward", (sim_grad[:, :24], EMB, W, None, [True, False, False]))]
     backward_cases += [
-        ("basis_pair_stats_backward", (grad_stats, EMB, W, LAB, REF, REF_LAB, stats, mask)) for mask in masks
+        ("basis_pair_stats_backward", (grad_stats, EMB, W, LAB, REF, REF_LAB, stats, 0, -1, mask)) for mask in masks
     ]
     loss_tensors = (EMB, LAB, REF, REF_LAB, None, None, None, None)
     ms_params, c_params = (2.0, 50.0, 0.5, "cosine"), (0.0, 1.0, "l2")
@@ -29,9 +29,26 @@ def opcheck_cases():
     grad_rows = torch.randn(24, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     for mask in ([True, True], [True, False], [False, True]):
         backward_cases += [
-            ("multi_similarity_loss_rows_backward", (grad_rows, ms_rows, *loss_tensors, *ms_params, mask)),
-            ("contrastive_loss_rows_backward", (grad_rows, c_rows, *loss_tensors, *c_params, mask)),
+            ("multi_similarity_loss_rows_backward", (grad_rows, ms_rows, *loss_tensors, *ms_params, 0, -1, mask)),
+            ("contrastive_loss_rows_backward", (grad_rows, c_rows, *loss_tensors, *c_params, 0, -1, mask)),
         ]
+    # query_rows (0, -1 = all rows; a slice otherwise): the loss state has the slice's rows
+    q_rows = torch.ops.slade.multi_similarity_loss_rows(*loss_tensors[:2], None, None, *loss_tensors[4:], *ms_params,
+                                                        5, 17)
+    backward_cases += [
+        ("multi_similarity_loss_rows_backward", (grad_rows[5:17], q_rows, EMB, LAB, None, None, None, None, None,
+                                                 None, *ms_params, 5, 17, [True, False])),
+        ("basis_pair_stats_backward", (grad_stats, EMB, W, LAB, None, None, stats, 3, 20, [True, True, False])),
+    ]
+    backward_cases += [
+        ("multi_similarity_loss_rows", (grad(EMB), LAB, None, None, None, None, None, None, *ms_params, 5, 17)),
+        ("contrastive_loss_rows", (grad(EMB), LAB, None, None, None, None, None, None, *c_params, 0, 9)),
+        ("basis_pair_stats", (grad(EMB), grad(W), LAB, None, None, 4, 11)),
+        ("mine_multi_similarity", (EMB, LAB, None, None, 0.1, "cosine", 3, 19)),
+        ("mine_batch_hard", (EMB, LAB, None, None, "l2", 0, 7)),
+        ("mine_triplet_margin", (EMB, LAB, None, None, 0.2, "all", -1, "cosine", 10, 24)),
+        ("select_confident_pairs", (EMB, W, 0.3, -0.2, LAB, "agree", 2, 13)),
+    ]
     return backward_cases + [
         ("basis_similarity", (grad(EMB), grad(W), None)),
         ("basis_similarity", (grad(EMB), grad(W), grad(REF))),

@@ -13,20 +13,28 @@
 namespace slade {
 
 // Validated, L2-normalised query rows and references with their int64 labels.
-// ref_emb = None means "the query set against itself": refs alias rows and self-pairs are excluded.
+// ref_emb = None means "the set against itself": the references are all rows of emb, the queries its rows
+// [query_begin, query_begin + rows.size(0)) (all of them by default; a slice is one rank's share of a global batch,
+// slade_ext.distributed), and the self-pairs (i, query_begin + i) are excluded. rows is then a view of refs.
 struct PairInputs {
   at::Tensor rows, refs, labels, ref_labels;
   bool self = true;
+  int64_t query_begin = 0;
 };
 // labels may be undefined when `labels_required` is false (selection without pseudo labels). With a basis, rows
 // are the normalised basis projections instead of the normalised embeddings. labels_name names the argument in
-// error messages.
+// error messages. query_begin / query_end (-1: the last row) choose the query rows; a range other than all rows
+// needs ref_emb = None.
 PairInputs prepare_pair_inputs(const at::Tensor& emb, const c10::optional<at::Tensor>& labels,
                                const c10::optional<at::Tensor>& ref_emb,
                                const c10::optional<at::Tensor>& ref_labels, bool labels_required,
-                               const at::Tensor* basis = nullptr, const char* labels_name = "labels");
+                               const at::Tensor* basis = nullptr, const char* labels_name = "labels",
+                               int64_t query_begin = 0, int64_t query_end = -1);
+// Validates a query range against n rows (query_end -1 = n) and returns its end.
+int64_t check_query_range(int64_t query_begin, int64_t query_end, int64_t n, bool has_ref_emb);
 
-// The tile of rows [begin, begin + sim.size(0)) with its labels.
+// The tile of query rows [begin, begin + sim.size(0)) with its labels; its row_begin indexes emb (begin +
+// query_begin), so outputs and the self-pair test use emb's row numbers.
 Tile make_tile(const PairInputs& in, int64_t begin, const at::Tensor& sim);
 
 // Concatenates per-tile index tensors position by position (empty int64 tensors on `device` when none).
