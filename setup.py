@@ -70,7 +70,7 @@ setup(
     # slade.presets: the YAML presets of configs/ (slade.config.preset("glyphs_cpu")), shipped from that one folder.
     packages=find_packages(include=["slade_ext", "slade_ext.*"]) + find_packages("python") + ["slade.presets"],
     package_dir={"slade_ext": "slade_ext", "": "python", "slade.presets": "configs"},
-    package_data={"slade.presets": ["*.yaml"]},
+    package_data={"slade.presets": ["*.yaml"], "slade.data.glyphs": ["debian_fonts.txt"]},
     ext_modules=[extension()],
     cmdclass={"build_ext": BuildExt},
 )

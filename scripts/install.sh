@@ -5,16 +5,22 @@
 #   bash scripts/install.sh --test   # plus what the tests need
 # Environment: TORCH_SPEC (default torch==2.14.1), FORCE_CUDA=1 (compile the CUDA kernels without a GPU, for
 # TORCH_CUDA_ARCH_LIST or else 7.5-9.0+PTX) or FORCE_CUDA=0 (CPU kernels only even with a GPU), SKIP_APT=1 to leave
-# system packages alone.
+# system packages alone, SLADE_SMALL_FONTS=1 to skip the two largest font packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 extras="cpu"
 [ "${1:-}" = "--test" ] && extras="cpu,test"
 
-# Debian fonts for the glyph benchmark (a subset of docs/data.md's list) and Fashion-MNIST.
-APT_PACKAGES="fontconfig fonts-ipafont-gothic fonts-ipafont-mincho fonts-vlgothic fonts-wqy-zenhei
-  fonts-wqy-microhei fonts-arphic-uming fonts-arphic-ukai dataset-fashion-mnist"
+# Debian fonts for the glyph benchmark (every package of docs/data.md's list, about 227 MB; SLADE_SMALL_FONTS=1
+# skips the two largest, noto-cjk and hanazono, 79 MB) and Fashion-MNIST.
+FONT_LIST=python/slade/data/glyphs/debian_fonts.txt
+if [ "${SLADE_SMALL_FONTS:-0}" = "1" ]; then
+  FONTS=$(grep -v '^#' "$FONT_LIST" | grep -v ' large$' | cut -d' ' -f1)
+else
+  FONTS=$(grep -v '^#' "$FONT_LIST" | cut -d' ' -f1)
+fi
+APT_PACKAGES="fontconfig $FONTS dataset-fashion-mnist"
 if [ "${SKIP_APT:-0}" != "1" ]; then
   sudo_cmd=""
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"

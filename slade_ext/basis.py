@@ -7,6 +7,8 @@ the similarity-distribution loss L_SD on pseudo-labeled pairs, built on the fuse
 """
 from __future__ import annotations
 
+from statistics import NormalDist
+
 import torch
 import torch.nn.functional as F
 
@@ -24,11 +26,13 @@ class FeatureBasis(torch.nn.Module):
     The averages start from the first batch's statistics (our choice: docs/method.md gives no initial value); a side
     without pairs in a batch leaves its averages unchanged. `restart_averages()` makes the next batch seed them
     again: after a warm-up that moved W, averages carried over from it lag far behind the current similarities.
-    ce_scale multiplies the logits of L_CE (1 = the paper's W f).
+    L_CE's logits: ce_logits="linear" (default) is the paper's W f times ce_scale (1 = the paper's); "cosine" is
+    ce_scale * cos(w_k, f), the normalised softmax of the proxy losses (ce_scale about 16-32): on L2-normalised
+    embeddings with W at std d^-1/2 the linear logits all sit near 0, the softmax is near uniform and W hardly learns.
     """
 
     def __init__(self, num_classes: int, dim: int, beta: float = 0.99, margin: float = 0.5, lambda_var: float = 1.0,
-                 grad_mode: str = "paper", ce_scale: float = 1.0):
+                 grad_mode: str = "paper", ce_scale: float = 1.0, ce_logits: str = "linear"):
         super().__init__()
         if num_classes < 1 or dim < 1:
             raise ValueError(f"num_classes and dim must be positive, got {num_classes}, {dim}")
@@ -42,16 +46,20 @@ class FeatureBasis(torch.nn.Module):
         if lambda_var < 0:
             raise ValueError(f"lambda_var must be >= 0, got {lambda_var}")
         ce_scale = check_number(ce_scale, "ce_scale", positive=True)
+        if ce_logits not in ("linear", "cosine"):
+            raise ValueError(f'ce_logits must be "linear" or "cosine", got {ce_logits!r}')
         self.weight = torch.nn.Parameter(torch.empty(num_classes, dim))
         torch.nn.init.normal_(self.weight, std=dim**-0.5)
         self.beta, self.margin, self.lambda_var, self.grad_mode = beta, margin, lambda_var, grad_mode
-        self.ce_scale = ce_scale
+        self.ce_scale, self.ce_logits = ce_scale, ce_logits
         for name in ("mu_pos", "var_pos", "mu_neg", "var_neg"):
             self.register_buffer(name, torch.zeros(()))
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.int64))
 
     def logits(self, emb: torch.Tensor) -> torch.Tensor:
-        """ce_scale * W f: the class scores of L_CE."""
+        """The class scores of L_CE: ce_scale * W f, or ce_scale * cos(w_k, f) (ce_logits="cosine")."""
+        if self.ce_logits == "cosine":
+            return self.ce_scale * (F.normalize(emb, dim=-1) @ F.normalize(self.weight, dim=-1).t())
         return self.ce_scale * (emb @ self.weight.t())
 
     def ce_loss(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -72,11 +80,16 @@ class FeatureBasis(torch.nn.Module):
         """The next sd_loss seeds mu+/mu-/v+/v- from its batch; thresholds() is None until then."""
         self.num_updates.zero_()
 
-    def thresholds(self):
-        """(T1, T2) = (mu+, mu-) as floats, or None before the first update."""
+    def thresholds(self, quantiles: tuple[float, float] | None = None):
+        """(T1, T2) as floats, or None before the first update: (mu+, mu-), the paper's; with quantiles=(q+, q-), the
+        q+ quantile of the positive pairs' similarity and the q- quantile of the negatives', each side's moving
+        distribution read as a normal one: mu + z(q) sqrt(v)."""
         if int(self.num_updates) == 0:
             return None
-        return float(self.mu_pos), float(self.mu_neg)
+        if quantiles is None:
+            return float(self.mu_pos), float(self.mu_neg)
+        sides = ((self.mu_pos, self.var_pos), (self.mu_neg, self.var_neg))
+        return tuple(float(mu) + NormalDist().inv_cdf(q) * float(var) ** 0.5 for (mu, var), q in zip(sides, quantiles))
 
     def sd_loss(self, emb: torch.Tensor, pseudo_labels: torch.Tensor) -> torch.Tensor:
         """L_SD = max(mu- - mu+ + m, 0) + lambda_var (v+ + v-) on the batch's pseudo pairs; updates the averages

@@ -22,6 +22,8 @@ Plus ConfidentPairMiner: SLADE's confident-pair selection (docs/method.md), same
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from . import ops
@@ -203,15 +205,30 @@ class ConfidentPairMiner(torch.nn.Module):
     <= t_neg negatives, i != j; nothing while t_pos <= t_neg. Returns (a1, p, a2, n) like PML's pair miners.
 
     basis: a [K, d] tensor W (then t_pos and t_neg are required), or a FeatureBasis-like module with `weight` and
-    `thresholds()` -> (mu_pos, mu_neg) or None before its statistics exist (then nothing is selected); explicit
-    t_pos / t_neg override the module's. mode: "literal" (similarity only) or "agree" (positives also need equal
-    pseudo labels, negatives different ones; forward's `labels` are the pseudo labels, -1 = unknown).
+    `thresholds(quantiles)` -> (T1, T2) or None before its statistics exist (then nothing is selected); explicit
+    t_pos / t_neg override the module's. quantiles=(q+, q-): the module's thresholds as quantiles of its moving
+    distributions instead of their means (FeatureBasis.thresholds). forward's `labels` are the pseudo labels
+    (-1 = unknown, in no pair of "agree" or "veto"). mode:
+    - "literal": the similarity alone decides (docs/method.md as written);
+    - "agree": positives also need equal pseudo labels, negatives different ones;
+    - "veto": positives as "agree"; negatives are every pair of different pseudo labels except those the basis calls
+      similar (s >= t_pos): the basis removes likely false negatives instead of choosing the easy ones (t_neg plays
+      no part). Two passes of the selection kernel.
     """
 
-    def __init__(self, basis, t_pos=None, t_neg=None, mode="literal"):
+    MODES = ("literal", "agree", "veto")
+
+    def __init__(self, basis, t_pos=None, t_neg=None, mode="literal", quantiles=None):
         super().__init__()
-        if mode not in ("literal", "agree"):
-            raise ValueError(f'mode must be "literal" or "agree", got {mode!r}')
+        if mode not in self.MODES:
+            raise ValueError(f"mode must be one of {self.MODES}, got {mode!r}")
+        if quantiles is not None:
+            if not isinstance(quantiles, (tuple, list)) or len(quantiles) != 2:
+                raise ValueError(f"quantiles must be None or (q_pos, q_neg), got {quantiles!r}")
+            quantiles = tuple(check_number(q, name) for q, name in zip(quantiles, ("quantiles[0]", "quantiles[1]")))
+            if not all(0 < q < 1 for q in quantiles):
+                raise ValueError(f"quantiles must lie strictly between 0 and 1, got {quantiles}")
+        self.quantiles = quantiles
         t_pos = None if t_pos is None else check_number(t_pos, "t_pos")
         t_neg = None if t_neg is None else check_number(t_neg, "t_neg")
         if isinstance(basis, torch.Tensor):
@@ -227,14 +244,16 @@ class ConfidentPairMiner(torch.nn.Module):
     def _weight_and_thresholds(self):
         if isinstance(self.basis, torch.Tensor):
             return self.basis, self.t_pos, self.t_neg
-        stats = self.basis.thresholds()
+        stats = self.basis.thresholds(self.quantiles)
         t_pos = self.t_pos if self.t_pos is not None else (None if stats is None else stats[0])
         t_neg = self.t_neg if self.t_neg is not None else (None if stats is None else stats[1])
         return self.basis.weight, t_pos, t_neg
 
     def active(self) -> bool:
-        """Whether forward can select anything: the thresholds exist and t_pos > t_neg."""
+        """Whether forward can select anything: the thresholds exist and t_pos > t_neg (veto: t_pos alone counts)."""
         _, t_pos, t_neg = self._weight_and_thresholds()
+        if self.mode == "veto":
+            return t_pos is not None
         return t_pos is not None and t_neg is not None and t_pos > t_neg
 
     def forward(self, embeddings, labels=None, ref_emb=None, ref_labels=None):
@@ -245,16 +264,31 @@ class ConfidentPairMiner(torch.nn.Module):
     def mine_rows(self, embeddings, labels=None, query_rows=None):
         """forward's selection for the rows [begin, end) of embeddings against all of them (None: every row); the
         indices index embeddings."""
-        labels, _ = check_forward_inputs(embeddings, labels, None, None, labels_required=self.mode == "agree")
+        labels, _ = check_forward_inputs(embeddings, labels, None, None, labels_required=self.mode != "literal")
         weight, t_pos, t_neg = self._weight_and_thresholds()
         with torch.no_grad():
-            if t_pos is None or t_neg is None:  # the basis has no statistics yet: nothing is confident
+            if t_pos is None or (t_neg is None and self.mode != "veto"):  # no statistics yet: nothing is confident
                 empty = torch.empty(0, dtype=torch.int64, device=embeddings.device)
                 return empty, empty.clone(), empty.clone(), empty.clone()
+            weight = weight.detach()
+            if self.mode == "veto":
+                return self._veto(embeddings, weight, float(t_pos), labels, query_rows)
             pseudo = labels if self.mode == "agree" else None
             return ops.select_confident_pairs(
-                embeddings, weight.detach(), float(t_pos), float(t_neg), pseudo, self.mode, query_rows
+                embeddings, weight, float(t_pos), float(t_neg), pseudo, self.mode, query_rows
             )
+
+    @staticmethod
+    def _veto(embeddings, weight, t_pos, labels, query_rows):
+        """"agree" positives (s >= t_pos) plus "agree" negatives under the largest threshold below t_pos in the
+        kernel's compute dtype (so s < t_pos exactly): the similarity is a cosine in [-1, 1], so the bounds +-2
+        switch the other side off."""
+        a1, p, _, _ = ops.select_confident_pairs(embeddings, weight, t_pos, -2.0, labels, "agree", query_rows)
+        dtype = torch.float64 if embeddings.dtype == torch.float64 else torch.float32
+        bound = torch.tensor(t_pos, dtype=dtype)
+        below = float(torch.nextafter(bound, torch.tensor(-math.inf, dtype=dtype)))
+        _, _, a2, n = ops.select_confident_pairs(embeddings, weight, 2.0, below, labels, "agree", query_rows)
+        return a1, p, a2, n
 
 
 def _dense_distance(x, y, distance: str):

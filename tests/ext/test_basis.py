@@ -6,6 +6,8 @@ kernels) to the tolerances of tests/support/helpers/cuda_cases.py.
 """
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -406,3 +408,30 @@ def test_feature_basis_moving_average_and_ce(device):
     keep = lab >= 0
     expected = torch.nn.functional.cross_entropy(f[keep] @ fb.weight.t(), lab[keep])
     torch.testing.assert_close(fb.ce_loss(f, lab), expected)
+
+
+def test_cosine_logits_are_scaled_cosines_and_learn_where_the_linear_ones_stall():
+    """ce_logits="cosine": logits = s cos(w_k, f); on unit embeddings a few steps of plain SGD bring L_CE well below
+    log K with cosine logits (s = 16), while the paper's linear logits at W's init std stay near log K (same steps,
+    same learning rate)."""
+    g = torch.Generator().manual_seed(0)
+    centers = torch.nn.functional.normalize(torch.randn(8, 16, generator=g), dim=1)
+    y = torch.arange(8).repeat_interleave(16)
+    f = torch.nn.functional.normalize(centers[y] + 0.3 * torch.randn(128, 16, generator=g), dim=1)
+    cos = FeatureBasis(8, 16, ce_logits="cosine", ce_scale=16.0)
+    want = 16.0 * torch.nn.functional.normalize(f, dim=1) @ torch.nn.functional.normalize(cos.weight, dim=1).t()
+    torch.testing.assert_close(cos.logits(f), want)
+    ratios = {}
+    for mode, scale in (("cosine", 16.0), ("linear", 1.0)):
+        torch.manual_seed(1)
+        b = FeatureBasis(8, 16, ce_logits=mode, ce_scale=scale)
+        opt = torch.optim.SGD(b.parameters(), lr=0.1)
+        for _ in range(30):
+            opt.zero_grad()
+            loss = b.ce_loss(f, y)
+            loss.backward()
+            opt.step()
+        ratios[mode] = float(b.ce_loss(f, y).detach()) / math.log(8)
+    assert ratios["cosine"] < 0.3 and ratios["linear"] > 0.8, ratios
+    with pytest.raises(ValueError, match="ce_logits"):
+        FeatureBasis(8, 16, ce_logits="arc")

@@ -150,3 +150,57 @@ def test_confident_miner_rejects_bad_arguments():
         miner(torch.randn(6, 4))
     with pytest.raises(ValueError, match="ref_emb"):
         miner(torch.randn(6, 4), torch.zeros(6, dtype=torch.long), torch.randn(6, 4))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_veto_mode_keeps_every_pseudo_negative_the_basis_does_not_call_similar(device, dtype):
+    """veto: positives as agree; negatives = all pairs of different known pseudo labels with s < t_pos, computed
+    densely here from the reference similarity (t_neg plays no part)."""
+    emb, pseudo = make_inputs(70, 5)
+    emb = emb.to(dtype)
+    pseudo[::9] = -1
+    basis = torch.randn(6, 16, generator=torch.Generator().manual_seed(3)).to(dtype)
+    a1, p, a2, n = (t.cpu() for t in miners.ConfidentPairMiner(basis.to(device), t_pos=0.3, t_neg=0.99,
+                                                                mode="veto")(emb.to(device), pseudo.to(device)))
+    agree = reference.select_confident_pairs(emb, basis, 0.3, -2.0, pseudo, "agree")
+    assert torch.equal(a1, agree[0]) and torch.equal(p, agree[1])
+    sim = reference.basis_similarity(emb, basis)
+    if dtype == torch.float32:  # the kernel compares in float32
+        sim = sim.float()
+    known = pseudo >= 0
+    want = (pseudo[:, None] != pseudo[None, :]) & known[:, None] & known[None, :] & (sim < 0.3)
+    want.fill_diagonal_(False)
+    got = torch.zeros_like(want)
+    got[a2, n] = True
+    assert torch.equal(got, want) and len(a2) == int(want.sum())
+    assert len(a1) > 0 and len(a2) > 0
+
+
+def test_veto_at_a_threshold_equal_to_a_similarity_splits_it_exactly():
+    """A pair whose similarity equals t_pos is a positive (same labels) or vetoed (different), never a negative."""
+    emb, pseudo = make_inputs(30, 3)
+    basis = torch.randn(4, 16, generator=torch.Generator().manual_seed(5))
+    sim = reference.basis_similarity(emb, basis).float()
+    t = float(sim[0, 1])
+    a1, p, a2, n = miners.ConfidentPairMiner(basis, t_pos=t, t_neg=0.0, mode="veto")(emb, pseudo)
+    neg = set(zip(a2.tolist(), n.tolist()))
+    assert (0, 1) not in neg and (1, 0) not in neg
+    assert ((0, 1) in set(zip(a1.tolist(), p.tolist()))) == bool(pseudo[0] == pseudo[1])
+
+
+def test_quantile_thresholds_read_the_moving_distributions_as_normal():
+    emb, pseudo = make_inputs(60, 4)
+    basis = FeatureBasis(num_classes=5, dim=16)
+    basis.sd_loss(emb, pseudo)
+    mu_p, mu_n = basis.thresholds()
+    sd_p, sd_n = float(basis.var_pos) ** 0.5, float(basis.var_neg) ** 0.5
+    t_pos, t_neg = basis.thresholds((0.5, 0.8413447460685429))  # z = 0 and z = 1
+    assert t_pos == pytest.approx(mu_p, abs=1e-7) and t_neg == pytest.approx(mu_n + sd_n, rel=1e-6)
+    assert basis.thresholds((0.15865525393145707, 0.5))[0] == pytest.approx(mu_p - sd_p, rel=1e-6)
+    miner = miners.ConfidentPairMiner(basis, mode="agree", quantiles=(0.25, 0.75))
+    expected = reference.select_confident_pairs(emb, basis.weight.detach(), *basis.thresholds((0.25, 0.75)), pseudo,
+                                                "agree")
+    assert_same_output(miner(emb, pseudo), expected)
+    for bad in ((0.0, 0.5), (0.5, 1.0), (0.5,), (float("nan"), 0.5)):
+        with pytest.raises(ValueError, match="quantiles"):
+            miners.ConfidentPairMiner(basis, quantiles=bad)

@@ -46,17 +46,18 @@ def fonts_report(fonts_dir: str | None = None) -> dict:
     """The distinct typefaces covering all of the default glyph benchmark's classes, as `slade run` would select."""
     from slade.data.glyphs import classes
     from slade.data.glyphs.benchmark import MIN_FONTS
-    from slade.data.glyphs.fonts import select_faces
+    from slade.data.glyphs.fonts import distinct_covering
 
-    chars = list(classes.train_characters()) + list(classes.test_characters())
+    chars = tuple(classes.train_characters()) + tuple(classes.test_characters())
     source = fonts_dir or "fc-list"
     try:
-        faces = select_faces(chars, fonts_dir, None, 0)
+        faces, unrenderable = distinct_covering(chars, fonts_dir)
     except Exception as exc:  # noqa: BLE001  (no fontconfig, a missing directory: say so)
         return {"source": source, "error": f"{type(exc).__name__}: {exc}", "distinct_faces": 0, "faces": [],
                 "enough": False, "min_faces": MIN_FONTS}
     return {"source": source, "classes": len(chars), "distinct_faces": len(faces),
-            "faces": [_face_name(f) for f in faces], "min_faces": MIN_FONTS, "enough": len(faces) >= MIN_FONTS}
+            "faces": [_face_name(f) for f in faces], "unrenderable": [f.key for f in unrenderable],
+            "min_faces": MIN_FONTS, "enough": len(faces) >= MIN_FONTS}
 
 
 def run(args, extra) -> int:

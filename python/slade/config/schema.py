@@ -19,7 +19,8 @@ MinerName = Literal["multi_similarity", "none"]
 OptimizerName = Literal["adamw", "rmsprop"]
 SchedulerName = Literal["none", "cosine", "step"]
 KnnBackend = Literal["auto", "faiss", "torch"]
-Selection = Literal["none", "literal", "agree"]
+Selection = Literal["none", "literal", "agree", "veto"]
+BasisLogits = Literal["linear", "cosine"]
 SelectionNegatives = Literal["threshold", "pseudo"]
 SdGrad = Literal["paper", "batch"]
 StudentInit = Literal["selfsup", "teacher"]
@@ -130,17 +131,23 @@ class StudentConfig:
     unlabeled_batch: int = 32  # m-per-class on pseudo labels
     unlabeled_m: int = 4
     lr: float | None = None  # None: train.lr
-    basis_lr: float | None = None  # W's learning rate; None: the student's
+    basis_lr: float | None = None  # W's learning rate; None: the student's times basis_lr_mult
+    basis_lr_mult: float = 1.0  # W's learning rate over the student's (proxy losses use 10-100)
     basis: bool = True  # false: plain pseudo-label pairs (ablation)
-    selection: Selection = "literal"
+    basis_logits: BasisLogits = "linear"  # L_CE's logits: linear (ce_scale * W f, the paper's) | cosine (ce_scale * cos)
+    ce_detach: bool = False  # true: L_CE trains W only, it does not pull the embedding
+    selection: Selection = "literal"  # literal | agree | veto (slade_ext.miners.ConfidentPairMiner)
     selection_negatives: SelectionNegatives = "threshold"  # threshold (s <= T2 = mu-, docs/method.md) | pseudo (plain's)
+    t_pos_quantile: float | None = None  # T1 as this quantile of the positive pairs' moving distribution; None: mu+
+    t_neg_quantile: float | None = None  # T2 likewise over the negatives; None: mu-
     lambda1: float = 1.0  # weight of L_rank on the unlabeled pairs
     lambda2: float = 0.25  # weight of L_Basis = L_CE + L_SD
     sd_margin: float = 0.5
     sd_lambda_var: float = 1.0
     sd_beta: float = 0.99  # moving-average momentum of mu+/mu-/v+/v-
     sd_grad: SdGrad = "paper"  # paper (gradient through the moving average) | batch (batch statistics)
-    warmup_steps: int = 100  # steps training W alone on detached embeddings
+    warmup_steps: int = 100  # steps training W alone on detached embeddings (the cap, with warmup_ce_ratio)
+    warmup_ce_ratio: float | None = None  # end the warm-up once L_CE <= this x log K (at most warmup_steps steps)
     restart_averages: bool = True  # the first step after the warm-up seeds mu+/mu-/v+/v- anew (our choice)
     ce_scale: float = 1.0  # logit scale of L_CE (1: the paper's W f)
     init: StudentInit = "selfsup"  # the weights the student starts from

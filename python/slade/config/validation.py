@@ -106,6 +106,10 @@ RANGES: dict[str, Range] = {
     "student.unlabeled_m": AT_LEAST_1,
     "student.lr": Range(0, lo_open=True, note="or null for the teacher's learning rate"),
     "student.basis_lr": Range(0, lo_open=True, note="or null for the student's learning rate"),
+    "student.basis_lr_mult": POSITIVE,
+    "student.t_pos_quantile": Range(0, 1, lo_open=True, hi_open=True, note="or null for mu+"),
+    "student.t_neg_quantile": Range(0, 1, lo_open=True, hi_open=True, note="or null for mu-"),
+    "student.warmup_ce_ratio": Range(0, 1, lo_open=True, note="or null for a fixed warm-up of warmup_steps"),
     "student.lambda1": NON_NEGATIVE,
     "student.lambda2": NON_NEGATIVE,
     "student.sd_margin": ANY,
@@ -226,6 +230,9 @@ def _cross_field(cfg: Config) -> list[str]:
     if s.selection != "none" and not s.basis:
         errors.append(f"student.selection: got {s.selection!r}, must be 'none' when student.basis=false (confident "
                       "pairs are picked by the feature basis; set student.basis=true)")
+    if (s.t_pos_quantile is None) != (s.t_neg_quantile is None):
+        errors.append(_bad("student.t_neg_quantile" if s.t_neg_quantile is None else "student.t_pos_quantile", None,
+                           "set together with the other quantile (or leave both null for the means)"))
     if len(cfg.eval.recall_ks) == 0:
         errors.append(_bad("eval.recall_ks", cfg.eval.recall_ks, "a non-empty list of integers >= 1"))
     scale = cfg.selfsup.scale

@@ -1,5 +1,6 @@
 """SLADE's ablation on the glyph benchmark (docs/method.md, "Reference figures"): teacher; student with plain pseudo-label
-pairs; + feature basis; + basis + confident-pair selection (literal, agree, agree with pseudo-label negatives).
+pairs; + feature basis; + basis + confident-pair selection (literal, agree, agree with pseudo-label negatives, veto);
+and the control without the unlabeled loss.
 Per seed, the self-supervised init, the teacher and the pseudo labels are shared by the student variants
 (the pipeline's stages, resumable: rerun the same command to continue). Writes <out>/ablation.json and a markdown
 table (mean +- sample std over seeds).
@@ -38,6 +39,10 @@ VARIANTS = {
     "+ basis + selection (agree)": {"basis": True, "selection": "agree"},
     "+ basis + selection (agree, pseudo-label negatives)": {"basis": True, "selection": "agree",
                                                            "selection_negatives": "pseudo"},
+    "+ basis + selection (veto)": {"basis": True, "selection": "veto", "selection_negatives": "pseudo"},
+    # the control: the veto student with the unlabeled loss switched off, everything else equal
+    "control: veto student, lambda1 = 0": {"basis": True, "selection": "veto", "selection_negatives": "pseudo",
+                                          "lambda1": 0.0},
 }
 PAIR_COLUMNS = (("pairs_pos", ".0f"), ("pairs_neg", ".0f"), ("pos_precision", ".3f"), ("neg_precision", ".3f"))
 

@@ -51,6 +51,20 @@ def pair_summary(steps: list[dict]) -> dict:
     return out
 
 
+def basis_summary(steps: list[dict]) -> dict:
+    """Whether W learned: the warm-up's length, L_CE / log K (1 = nothing learned) at the first step, at the end of
+    the warm-up and at the last step, and the last mu+ - mu- (the basis similarity's separation). {} without a basis."""
+    with_basis = [s for s in steps if "ce_ratio" in s]
+    if not with_basis:
+        return {}
+    warm = [s for s in with_basis if s["warmup"]]
+    out = {"warmup_steps": len(warm), "ce_ratio_first": with_basis[0]["ce_ratio"],
+           "ce_ratio_last": with_basis[-1]["ce_ratio"], "basis_gap_last": with_basis[-1]["basis_gap"]}
+    if warm:
+        out["ce_ratio_after_warmup"] = warm[-1]["ce_ratio"]
+    return out
+
+
 def _markdown(report: dict) -> str:
     cfg, test = report["config"], report["test"]
     s = cfg["student"]
@@ -85,6 +99,17 @@ def _markdown(report: dict) -> str:
         cells = [f"{p[k]:.1f}" if k in p else "all" for k in ("pairs_pos", "pairs_neg")]
         cells += [f"{p[k]:.3f}" if k in p else "n/a" for k in ("pos_precision", "neg_precision")]
         lines.append(f"| {r['round']} | " + " | ".join(cells) + " |")
+    lines += ["", "## Feature basis per student (fold 1): did W learn?", "",
+              "| round | warm-up steps | L_CE / log K: first / end of warm-up / last | mu+ - mu-, last |",
+              "|---|---|---|---|"]
+    for r in report["runs"][0]["rounds"]:
+        b = r.get("basis") or {}
+        if not b:
+            lines.append(f"| {r['round']} | no basis | - | - |")
+            continue
+        after = f"{b['ce_ratio_after_warmup']:.3f}" if "ce_ratio_after_warmup" in b else "-"
+        lines.append(f"| {r['round']} | {b['warmup_steps']} | {b['ce_ratio_first']:.3f} / {after} / "
+                     f"{b['ce_ratio_last']:.3f} | {b['basis_gap_last']:.3f} |")
     lines += ["", "Purity, NMI and pair precision use the hidden true classes of the unlabeled images: logged, never "
               "trained on.", "",
               "## Plots", ""] + [f"![{title}]({name})" for name, title in PLOTS.items()]
@@ -104,7 +129,8 @@ def write_report(out: Path, cfg: config.Config, bench, folds: list, concatenated
         "test": _test_metrics(folds, concatenated),
         "runs": [{"teacher": _trained(f.teacher),
                   "rounds": [{"round": r.round, "pseudo": _without(r.pseudo.metrics, "sizes"),
-                              "student": _trained(r.student), "pairs": pair_summary(r.student.steps)}
+                              "student": _trained(r.student), "pairs": pair_summary(r.student.steps),
+                              "basis": basis_summary(r.student.steps)}
                              for r in f.rounds]}
                  for f in folds],
         "config": config.to_dict(cfg),

@@ -1,6 +1,7 @@
 """Stage 4 of SLADE (docs/method.md): the student, trained through the one training loop on joint batches of
 labeled images (m-per-class on labels) and unlabeled images (m-per-class on pseudo labels) with the objective of
-student_objective.py. The first student.warmup_steps steps train the basis W alone on detached embeddings.
+student_objective.py. A warm-up trains the basis W alone on detached embeddings: student.warmup_steps steps, or
+with student.warmup_ce_ratio until L_CE / log K has dropped that far (warmup_steps is then the cap).
 Validation MAP@R picks the best epoch, as for the teacher; the test uses the embedding alone (W is dropped).
 
 Stage directory: as the teacher's. steps.jsonl holds per step the losses, mu+/mu-/v+/v-, the number of unlabeled
@@ -47,19 +48,45 @@ def _pair_precision(pairs, hidden: torch.Tensor) -> dict:
     return out
 
 
+class BasisWarmup:
+    """Which steps train W alone: the first `cap` steps, or, with `ce_ratio`, until L_CE / log K has dropped to it
+    (at most `cap` steps). `end` is the first step after the warm-up once known; it is checkpointed (a task part)."""
+
+    def __init__(self, cap: int, ce_ratio: float | None):
+        self.cap, self.ce_ratio, self.end = cap, ce_ratio, None
+
+    def active(self, step: int) -> bool:
+        if self.end is None and step >= self.cap:
+            self.end = self.cap
+        return self.end is None
+
+    def observe(self, step: int, ce_ratio: float) -> None:
+        """After a warm-up step: ends the warm-up when its L_CE / log K reached the target."""
+        if self.ce_ratio is not None and ce_ratio <= self.ce_ratio:
+            self.end = step + 1
+
+    def state_dict(self) -> dict:
+        return {"end": -1 if self.end is None else self.end}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.end = None if int(state["end"]) < 0 else int(state["end"])
+
+
 class StudentTask:
     name = "student"
 
     def __init__(self, cfg: config.Config, bench: Benchmark, pseudo: PseudoLabels, ctx: RunContext,
                  init_weights: dict | None):
         s = cfg.student
-        self.ctx, self.warmup_steps, self.restart_averages = ctx, s.warmup_steps, s.restart_averages
+        self.ctx, self.restart_averages = ctx, s.restart_averages
+        self.warmup = BasisWarmup(s.warmup_steps, s.warmup_ce_ratio)
         self.model = ctx.trainable(build_model(cfg.model, cfg.data.channels, cfg.data.image_size))
         self.basis = build_basis(s, len(bench.labeled.class_names), cfg.model.embedding_dim)
         groups = [{"params": list(self.model.parameters())}]
         if self.basis is not None:
             self.basis.to(ctx.device)
-            groups.append({"params": list(self.basis.parameters()), "lr": s.basis_lr or s.lr or cfg.train.lr})
+            basis_lr = s.basis_lr or (s.lr or cfg.train.lr) * s.basis_lr_mult
+            groups.append({"params": list(self.basis.parameters()), "lr": basis_lr})
         schedule = dataclasses.replace(cfg.train, epochs=s.epochs, lr=s.lr or cfg.train.lr)
         self.optimizer = build_optimizer(groups, schedule)
         self.scheduler = build_scheduler(self.optimizer, schedule)
@@ -75,7 +102,11 @@ class StudentTask:
 
     def parts(self) -> dict:
         parts = {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler}
-        return parts if self.basis is None else {**parts, "basis": self.basis}
+        if self.basis is not None:
+            parts["basis"] = self.basis
+        if self.basis is not None and self.warmup.ce_ratio is not None:  # a fixed warm-up follows from the step
+            parts["warmup"] = self.warmup
+        return parts
 
     def train(self) -> None:
         self.model.train()
@@ -84,8 +115,8 @@ class StudentTask:
 
     def step(self, batch: dict, global_step: int):
         device = self.ctx.device
-        warmup = self.basis is not None and global_step < self.warmup_steps
-        if self.basis is not None and self.restart_averages and 0 < self.warmup_steps == global_step:
+        warmup = self.basis is not None and self.warmup.active(global_step)
+        if self.basis is not None and self.restart_averages and 0 < (self.warmup.end or 0) == global_step:
             self.basis.restart_averages()  # the warm-up's averages lag behind the W it ended with
         ranks = self.ctx.ranks  # every rank sees the global batch's embeddings, in rank order
         labels = ranks.gather(batch["labels"].to(device))
@@ -96,6 +127,8 @@ class StudentTask:
             f = ranks.gather(self.model(batch["images"].to(device)), differentiable=not warmup)
         f_l, y_l, f_u = f[~is_unlabeled], labels[~is_unlabeled], f[is_unlabeled]
         loss, stats, pairs = (self.objective.warmup if warmup else self.objective)(f_l, y_l, f_u, p_u)
+        if warmup:
+            self.warmup.observe(global_step, stats["ce_ratio"])
         if pairs is not None and self.hidden is not None:
             stats.update(_pair_precision(pairs, self.hidden[unlabeled_idx]))
         return loss, {"warmup": warmup, **stats}

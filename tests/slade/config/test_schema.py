@@ -5,7 +5,8 @@ import typing
 from slade import config
 from slade.config.schema import hints, leaves
 
-# Config() before the split, with train.device/seed/amp, data.workers and out_dir moved into runtime.
+# Config() before the split, with train.device/seed/amp, data.workers and out_dir moved into runtime, and the
+# student options added since (each default keeps the earlier behaviour).
 DEFAULTS = {
     "data": {"name": "glyphs", "root": None, "unlabeled_root": None, "unlabeled_format": "folder", "class_depth": 1,
              "image_size": 32, "channels": 1, "val_fraction": 0.1, "seed": 0, "fonts": None, "n_fonts": None,
@@ -26,7 +27,10 @@ DEFAULTS = {
                 "basis_lr": None, "basis": True, "selection": "literal", "selection_negatives": "threshold",
                 "lambda1": 1.0, "lambda2": 0.25, "sd_margin": 0.5, "sd_lambda_var": 1.0, "sd_beta": 0.99,
                 "sd_grad": "paper", "warmup_steps": 100, "restart_averages": True, "ce_scale": 1.0,
-                "init": "selfsup", "checkpoint_every": 50},
+                "init": "selfsup", "checkpoint_every": 50,
+                # added later, defaults keep the earlier behaviour
+                "basis_lr_mult": 1.0, "basis_logits": "linear", "ce_detach": False, "t_pos_quantile": None,
+                "t_neg_quantile": None, "warmup_ce_ratio": None},
     "selftrain": {"rounds": 1, "folds": 1},
     "runtime": {"device": "auto", "seed": 0, "amp": True, "workers": 0, "out_dir": "runs/teacher", "sync_batchnorm": True},
 }
@@ -47,7 +51,8 @@ def test_choice_fields_are_literals():
         "train.optimizer": ("adamw", "rmsprop"),
         "train.scheduler": ("none", "cosine", "step"),
         "eval.knn_backend": ("auto", "faiss", "torch"),
-        "student.selection": ("none", "literal", "agree"),
+        "student.selection": ("none", "literal", "agree", "veto"),
+        "student.basis_logits": ("linear", "cosine"),
         "student.selection_negatives": ("threshold", "pseudo"),
         "student.sd_grad": ("paper", "batch"),
         "student.init": ("selfsup", "teacher"),

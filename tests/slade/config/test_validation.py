@@ -183,7 +183,7 @@ def test_configs_built_in_python_are_checked_too():
         config.validate(cfg)
     assert info.value.errors == ["train.epochs: expected int, got 'many'", "train.lr: got nan, must be a finite "
                                  "number > 0", "eval.recall_ks[1]: expected int, got 'ten'",
-                                 "student.selection: got 'agreee', must be one of 'none', 'literal', 'agree'"]
+                                 "student.selection: got 'agreee', must be one of 'none', 'literal', 'agree', 'veto'"]
 
 
 def test_out_dir_that_is_a_file(tmp_path):

@@ -98,3 +98,44 @@ def test_bad_arguments_are_named(tmp_path):
         _small(tmp_path, val_fraction=1.5)
     with pytest.raises(ValueError, match="image_size"):
         _small(tmp_path, image_size=4)
+
+
+def test_faces_freetype_cannot_render_are_skipped_with_a_warning(monkeypatch):
+    from slade.data.glyphs import fonts
+
+    chars = cjk_classes.train_characters()[:5]
+    faces = select_faces(chars, None, 5, 4)
+    broken = faces[1]
+    real_probe = fonts._probe
+
+    def probe(face, probe_chars):
+        if face == broken:
+            raise OSError("invalid opcode")  # what FreeType says of fonts-horai-umefont's ume-pgs4
+        return real_probe(face, probe_chars)
+
+    monkeypatch.setattr(fonts, "_probe", probe)
+    kept, unrenderable = fonts.distinct(faces, list(chars))
+    assert unrenderable == [broken] and kept == [f for f in faces if f != broken]
+
+
+def test_a_glyph_that_fails_to_render_counts_as_not_covered(monkeypatch):
+    chars = cjk_classes.train_characters()[:3]
+    face = select_faces(chars, None, 4, 4)[0]
+    real_render = glyph_grid.render_glyph
+
+    def render(char, *args, **kwargs):
+        if char == chars[1]:
+            raise OSError("invalid opcode")
+        return real_render(char, *args, **kwargs)
+
+    monkeypatch.setattr(glyph_grid, "render_glyph", render)
+    mask, out = glyph_grid._render_face(face, list(chars), 16, 0, glyph_grid.Jitter())
+    assert mask.tolist() == [True, False, True]
+    assert out[1].max() == 0 and out[0].max() > 0
+
+
+def test_the_font_package_list_is_read_from_its_file():
+    from slade.data.glyphs.fonts import DEBIAN_FONT_PACKAGES
+
+    assert len(DEBIAN_FONT_PACKAGES) == 34 and DEBIAN_FONT_PACKAGES[0] == "fonts-ipafont-gothic"
+    assert "fonts-noto-cjk" in DEBIAN_FONT_PACKAGES and "fonts-droid-fallback" not in DEBIAN_FONT_PACKAGES

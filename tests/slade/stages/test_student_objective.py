@@ -204,3 +204,46 @@ def test_pseudo_negatives_are_the_miners_less_the_selected_positives(mode):
     objective.basis.mu_pos.fill_(0.1)  # mu+ <= mu-: nothing at all is selected, negatives included
     objective.basis.mu_neg.fill_(0.2)
     assert all(len(t) == 0 for t in objective.unlabeled_pairs(f_u, p_u))
+
+
+def test_veto_negatives_are_the_miners_the_basis_does_not_call_similar():
+    objective = make_objective(student_cfg(selection="veto", selection_negatives="pseudo"))
+    objective.miner = build_miner(config.LossConfig(miner_epsilon=1.0))  # a lenient miner: many negatives
+    p_u = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3])
+    f_u = clustered(p_u, seed=7, noise=1.5)  # noisy: some different-label pairs are as similar as positives
+    objective.basis.sd_loss(f_u, p_u)
+    t_pos, _ = objective.basis.thresholds()
+    a1, p, a2, n = objective.unlabeled_pairs(f_u, p_u)
+    agree = reference.select_confident_pairs(f_u, objective.basis.weight.detach(), t_pos, -2.0, p_u, "agree")
+    assert torch.equal(a1, agree[0]) and torch.equal(p, agree[1]) and len(a1) > 0
+    sim = reference.basis_similarity(f_u, objective.basis.weight.detach())
+    mined = list(zip(*(t.tolist() for t in objective.miner(f_u, p_u)[2:])))
+    kept = {(i, j) for i, j in mined if sim[i, j] < t_pos}
+    assert set(zip(a2.tolist(), n.tolist())) == kept
+    assert 0 < len(kept) < len(mined), "the case must veto some of the miner's negatives and keep others"
+
+
+def test_ce_detach_keeps_l_ce_from_pulling_the_embedding():
+    f_l, y_l = embeddings(6).requires_grad_(), torch.tensor([0, 0, 1, 1, 2, 2])
+    f_u, p_u = embeddings(8, seed=2), torch.tensor([0, 0, 0, 1, 1, 2, 2, 2])
+    grads = {}
+    for detach in (False, True):
+        objective = make_objective(student_cfg(ce_detach=detach, selection="none"))
+        f = f_l.detach().clone().requires_grad_()
+        ce, _ = objective.basis_loss(f, y_l, f_u, p_u)
+        ce.backward()
+        grads[detach] = (f.grad, objective.basis.weight.grad)
+    assert grads[False][0].abs().sum() > 0 and grads[True][0] is None
+    torch.testing.assert_close(grads[True][1], grads[False][1])  # W learns from L_CE either way
+
+
+def test_steps_log_whether_w_learned():
+    objective = make_objective(student_cfg(basis_logits="cosine", ce_scale=16.0, selection="none"))
+    f_l, y_l = embeddings(6), torch.tensor([0, 0, 1, 1, 2, 2])
+    f_u, p_u = embeddings(8, seed=2), torch.tensor([0, 0, 0, 1, 1, 2, 2, 2])
+    _, stats, _ = objective.warmup(f_l, y_l, f_u, p_u)
+    assert stats["ce_ratio"] == pytest.approx(stats["ce"] / math.log(3))
+    assert stats["basis_gap"] == pytest.approx(stats["mu_pos"] - stats["mu_neg"])
+    w = F.normalize(objective.basis.weight.detach(), dim=1)
+    want = F.cross_entropy(16.0 * f_l @ w.T, y_l)
+    assert stats["ce"] == pytest.approx(want.item(), rel=1e-9)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -15,13 +16,11 @@ from slade.data.glyphs.render import NO_JITTER, render_glyph
 
 FONT_SUFFIXES = (".ttf", ".otf", ".ttc", ".otc")
 
-# docs/data.md: the Debian packages whose faces cover all 1583 classes (fonts-droid-fallback duplicates wqy-microhei).
-DEBIAN_FONT_PACKAGES = tuple(f"fonts-{p}" for p in (
-    "ipafont-gothic ipafont-mincho vlgothic sawarabi-gothic sawarabi-mincho motoya-l-cedar motoya-l-maruberi "
-    "aoyagi-kouzan-t aoyagi-soseki kouzan-mouhitsu seto kiloji yusei-magic reggae morisawa-bizud-gothic "
-    "morisawa-bizud-mincho dejima-mincho oradano-mincho-gsrr horai-umefont konatu hanazono arphic-ukai arphic-uming "
-    "arphic-gkai00mp arphic-gbsn00lp wqy-zenhei wqy-microhei cwtex-fs cwtex-heib cwtex-kai cwtex-ming cwtex-yen "
-    "smiley-sans noto-cjk").split())
+# docs/data.md: the Debian packages whose faces cover all 1583 classes (fonts-droid-fallback duplicates wqy-microhei),
+# listed in debian_fonts.txt, which scripts/install.sh reads too.
+DEBIAN_FONT_PACKAGES = tuple(line.split()[0] for line in (Path(__file__).with_name("debian_fonts.txt")
+                                                           .read_text(encoding="utf-8").splitlines())
+                             if line.strip() and not line.startswith("#"))
 
 # Mean |difference| / 255 of plain 48 px probe renders below which two faces count as one. Same-outline faces differ
 # by sub-pixel placement only (VL Gothic vs VL PGothic: 0.023); distinct designs differ by 0.1 or more.
@@ -97,24 +96,35 @@ def _probe(face: Face, chars) -> np.ndarray:
     return np.stack([render_glyph(c, face.path, face.index, 48, NO_JITTER, rng) for c in chars]).astype(np.float32)
 
 
-def distinct(faces: list[Face], chars) -> list[Face]:
-    """Faces in the given order, each dropped when its plain renders match an earlier kept face's."""
+def distinct(faces: list[Face], chars) -> tuple[list[Face], list[Face]]:
+    """(kept, unrenderable): the faces in the given order, each dropped when its plain renders match an earlier kept
+    face's, or when FreeType cannot render it (e.g. fonts-horai-umefont's ume-pgs4/pgs5/tgs5: "invalid opcode" in
+    their hinting bytecode)."""
     probe_chars = [chars[i] for i in np.linspace(0, len(chars) - 1, min(N_PROBE_CHARS, len(chars))).astype(int)]
-    kept, kept_renders = [], []
+    kept, kept_renders, unrenderable = [], [], []
     for face in faces:
-        render = _probe(face, probe_chars)
+        try:
+            render = _probe(face, probe_chars)
+        except OSError:
+            unrenderable.append(face)
+            continue
         if all(np.abs(render - other).mean() / 255.0 >= DUPLICATE_TOLERANCE for other in kept_renders):
             kept.append(face)
             kept_renders.append(render)
-    return kept
+    return kept, unrenderable
 
 
 @lru_cache(maxsize=16)
-def _distinct_covering(chars: tuple[str, ...], fonts_dir: str | None) -> tuple[Face, ...]:
-    """Cached per process: the fonts on disk do not change during a run, and probing them takes seconds."""
+def distinct_covering(chars: tuple[str, ...], fonts_dir: str | None) -> tuple[tuple[Face, ...], tuple[Face, ...]]:
+    """(distinct faces covering every char, covering faces FreeType cannot render). Cached per process: the fonts on
+    disk do not change during a run, and probing them takes seconds. Warns once about the unrenderable ones."""
     found = faces_in_directory(fonts_dir) if fonts_dir else faces_from_fontconfig()
     covering = sorted((f for f in found if covers(f, chars)), key=lambda f: (f.index, f.key))
-    return tuple(distinct(covering, list(chars)))
+    kept, unrenderable = distinct(covering, list(chars))
+    if unrenderable:
+        warnings.warn("glyph benchmark: skipped typeface(s) that FreeType cannot render: "
+                      + ", ".join(f.key for f in unrenderable), stacklevel=2)
+    return tuple(kept), tuple(unrenderable)
 
 
 def _missing_packages_hint() -> str:
@@ -127,7 +137,7 @@ def select_faces(chars, fonts_dir: str | None, n_fonts: int | None, min_fonts: i
     variety when only a few are used). Raises FontsNotFoundError naming the Debian packages when too few exist."""
     if n_fonts is not None and n_fonts < min_fonts:
         raise ValueError(f"n_fonts={n_fonts} is below the minimum of {min_fonts} faces")
-    faces = list(_distinct_covering(tuple(chars), fonts_dir))
+    faces = list(distinct_covering(tuple(chars), fonts_dir)[0])
     need = n_fonts or min_fonts
     if len(faces) < need:
         where = f"in {fonts_dir!r}" if fonts_dir else "through fc-list"

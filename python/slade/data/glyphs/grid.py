@@ -36,11 +36,16 @@ def cache_key(faces: list[Face], chars, size: int, seed: int, jitter: Jitter) ->
 
 
 def _render_face(face: Face, chars, size: int, seed: int, jitter: Jitter) -> tuple[np.ndarray, np.ndarray]:
-    """(covered mask [C], glyphs [C, size, size]) of one face; uncovered characters stay black."""
+    """(covered mask [C], glyphs [C, size, size]) of one face; uncovered characters stay black. A glyph FreeType
+    fails to render (broken hinting bytecode) counts as not covered."""
     mask = np.array([covers(face, c) for c in chars])
     out = np.zeros((len(chars), size, size), dtype=np.uint8)
     for i in np.flatnonzero(mask):
-        out[i] = render_glyph(chars[i], face.path, face.index, size, jitter, instance_rng(seed, chars[i], face.key))
+        try:
+            out[i] = render_glyph(chars[i], face.path, face.index, size, jitter,
+                                  instance_rng(seed, chars[i], face.key))
+        except OSError:
+            mask[i] = False
     return mask, out
 
 
