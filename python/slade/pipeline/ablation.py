@@ -40,8 +40,9 @@ VARIANTS = {
     "+ basis + selection (agree, pseudo-label negatives)": {"basis": True, "selection": "agree",
                                                            "selection_negatives": "pseudo"},
     "+ basis + selection (veto)": {"basis": True, "selection": "veto", "selection_negatives": "pseudo"},
-    # the control: the veto student with the unlabeled loss switched off, everything else equal
-    "control: veto student, lambda1 = 0": {"basis": True, "selection": "veto", "selection_negatives": "pseudo",
+    # the control: the best student (agree, pseudo-label negatives) with the unlabeled loss switched off,
+    # everything else equal
+    "control: best student, lambda1 = 0": {"basis": True, "selection": "agree", "selection_negatives": "pseudo",
                                           "lambda1": 0.0},
 }
 PAIR_COLUMNS = (("pairs_pos", ".0f"), ("pairs_neg", ".0f"), ("pos_precision", ".3f"), ("neg_precision", ".3f"))
@@ -118,8 +119,9 @@ def main() -> None:
                                          ("runtime.out_dir", str(out / f"seed{seed}"))])
         config.save(cfg, out / f"seed{seed}{args.tag}.yaml")
         per_seed[seed] = run_seed(cfg, variants, args.tag, not args.no_progress)
-        (out / f"ablation{args.tag}.json").write_text(json.dumps({"seeds": per_seed, "overrides": args.set,
-                                                       "seconds": round(time.time() - began, 1)}, indent=2))
+        (out / f"ablation{args.tag}.json").write_text(json.dumps({
+            "seeds": per_seed, "overrides": args.set, "config": config.to_dict(cfg),
+            "seconds": round(time.time() - began, 1)}, indent=2))
     text = table(per_seed, variants)
     print(text)
     if args.markdown:
