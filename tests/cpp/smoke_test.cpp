@@ -24,10 +24,13 @@ int main() {
                         .findSchemaOrThrow("slade::mine_batch_hard", "")
                         .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
                             const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
-                            const std::optional<at::Tensor>&, c10::string_view)>();
-  auto [a, p, n] = batch_hard.call(emb, labels, std::nullopt, std::nullopt, "cosine");
+                            const std::optional<at::Tensor>&, c10::string_view, int64_t, int64_t)>();
+  // query rows (0, -1): every row of emb is a query
+  auto [a, p, n] = batch_hard.call(emb, labels, std::nullopt, std::nullopt, "cosine", 0, -1);
   expect(a.numel() == 4, "batch hard: one triplet per anchor");
   expect(p[0].item<int64_t>() == 1 && n[0].item<int64_t>() == 3, "batch hard: hardest pair of anchor 0");
+  auto [a2, p2, n2] = batch_hard.call(emb, labels, std::nullopt, std::nullopt, "cosine", 2, 4);
+  expect(a2.numel() == 2 && a2[0].item<int64_t>() == 2, "batch hard: query rows 2..3 against all rows");
 
   auto similarity = c10::Dispatcher::singleton()
                         .findSchemaOrThrow("slade::basis_similarity", "")
@@ -39,7 +42,7 @@ int main() {
 
   bool refused = false;
   try {
-    batch_hard.call(emb, labels.slice(0, 0, 3), std::nullopt, std::nullopt, "cosine");
+    batch_hard.call(emb, labels.slice(0, 0, 3), std::nullopt, std::nullopt, "cosine", 0, -1);
   } catch (const c10::Error& e) {
     refused = std::string(e.what()).find("labels has length 3") != std::string::npos;
   }
