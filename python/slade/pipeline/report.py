@@ -71,6 +71,8 @@ def _markdown(report: dict) -> str:
     variant = "plain pseudo-label pairs" if not s["basis"] else f"feature basis, selection {s['selection']}"
     if s["basis"] and s["selection"] != "none" and s.get("selection_negatives") == "pseudo":
         variant += " with pseudo-label negatives"
+    if s["basis"]:
+        variant += f"; L_CE logits {s.get('basis_logits', 'linear')} (scale {s['ce_scale']:g})"
     lines = [f"# SLADE on {report['benchmark']}", "",
              f"Student: {variant}; init from {s['init']}; {report['rounds']} round(s); "
              f"{report['folds']} fold(s){' (concatenated test embeddings)' if report['folds'] > 1 else ''}; "
