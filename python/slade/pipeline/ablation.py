@@ -40,6 +40,9 @@ VARIANTS = {
     "+ basis + selection (agree, pseudo-label negatives)": {"basis": True, "selection": "agree",
                                                            "selection_negatives": "pseudo"},
     "+ basis + selection (veto)": {"basis": True, "selection": "veto", "selection_negatives": "pseudo"},
+    # L_CE trains W only: does the basis help beyond L_CE acting as a proxy loss on the labeled classes?
+    "+ basis + selection (agree, pseudo-label negatives), L_CE detached": {
+        "basis": True, "selection": "agree", "selection_negatives": "pseudo", "ce_detach": True},
     # the control: the best student (agree, pseudo-label negatives) with the unlabeled loss switched off,
     # everything else equal
     "control: best student, lambda1 = 0": {"basis": True, "selection": "agree", "selection_negatives": "pseudo",
