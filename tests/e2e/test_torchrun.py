@@ -11,6 +11,7 @@ over a handful of steps (measured: up to 6% by the ninth student step here). The
 pair moved the seventh student step's loss by 0.16%."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -119,5 +120,7 @@ def test_an_error_on_the_ranks_names_the_rank_and_stops_the_job(tmp_path):
     proc = subprocess.run(command(cfg_file, tmp_path / "bad", 2, "--student.epochs", "-1"), capture_output=True,
                           text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"), cwd=tmp_path)
     assert proc.returncode != 0
-    assert "slade run (rank 0 of 2): error: invalid config: student.epochs: got -1" in proc.stderr
-    assert "slade run (rank 1 of 2): error: invalid config: student.epochs: got -1" in proc.stderr
+    # Both ranks fail; torchrun stops the job at the first failure, so the other rank may be killed before it
+    # prints (a clean-clone CI run saw only rank 0's line once). Each line that is printed names its rank.
+    named = re.findall(r"slade run \(rank ([01]) of 2\): error: invalid config: student\.epochs: got -1", proc.stderr)
+    assert named, proc.stderr[-2000:]
