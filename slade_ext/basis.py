@@ -65,11 +65,19 @@ class FeatureBasis(torch.nn.Module):
     def ce_loss(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """L_CE over the labeled samples (label >= 0); 0 when there are none. No data-dependent branch or shape,
         so torch.compile(fullgraph=True) traces it."""
+        return self.ce_from_parts(emb, *self.ce_parts(emb, labels))
+
+    def ce_parts(self, emb: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sum of the labeled samples' cross-entropies, their count): L_CE is their ratio, so that ranks can sum
+        the counts (slade_ext.distributed.DistributedFeatureBasis)."""
         _check_finite(emb, "emb")
         keep = labels >= 0
         per_sample = F.cross_entropy(self.logits(emb), torch.where(keep, labels, 0).long(), reduction="none")
-        count = keep.sum()
-        total = torch.where(keep, per_sample, 0.0).sum()
+        return torch.where(keep, per_sample, 0.0).sum(), keep.sum()
+
+    @staticmethod
+    def ce_from_parts(emb: torch.Tensor, total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+        """total / count, or 0 attached to emb's graph without labeled samples."""
         return torch.where(count > 0, total / count.clamp(min=1).to(total.dtype), (emb * 0).sum().to(total.dtype))
 
     def similarity(self, emb: torch.Tensor, ref_emb: torch.Tensor | None = None) -> torch.Tensor:

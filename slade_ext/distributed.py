@@ -33,11 +33,12 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from .basis import FeatureBasis, _check_finite
+from .basis import FeatureBasis
 from .loss_ops import pair_lists
 from .losses import _all_pair_counts, combine_parts
 
-__all__ = ["DistributedLossWrapper", "DistributedMinerWrapper", "DistributedFeatureBasis", "gather_global"]
+__all__ = ["DistributedLossWrapper", "DistributedMinerWrapper", "DistributedFeatureBasis", "gather_global",
+           "sum_over_ranks"]
 
 
 def _world_size() -> int:
@@ -105,6 +106,12 @@ class _SumOverRanks(torch.autograd.Function):
         grad = grad.contiguous().clone()
         dist.all_reduce(grad)
         return grad
+
+
+def sum_over_ranks(x: torch.Tensor) -> torch.Tensor:
+    """x summed over ranks, differentiably: when every rank computes the same function of the sum, each rank's x
+    gets world size x its single-process gradient (as gather_global(differentiable=True))."""
+    return _SumOverRanks.apply(x)
 
 
 def _summed(x: torch.Tensor) -> torch.Tensor:
@@ -229,14 +236,8 @@ class DistributedFeatureBasis(torch.nn.Module):
         world = _world_size()
         if world == 1:
             return self.basis.ce_loss(emb, labels)
-        _check_finite(emb, "emb")
-        keep = labels >= 0
-        count = _summed(keep.sum().to(torch.float64))
-        per_sample = torch.nn.functional.cross_entropy(self.basis.logits(emb), torch.where(keep, labels, 0).long(),
-                                                       reduction="none")
-        total = torch.where(keep, per_sample, 0.0).sum()
-        share = torch.where(count > 0, total / count.clamp(min=1).to(total.dtype), (emb * 0).sum().to(total.dtype))
-        return _as_world_loss(share, world)
+        total, count = self.basis.ce_parts(emb, labels)
+        return _as_world_loss(self.basis.ce_from_parts(emb, total, _summed(count)), world)
 
     def sd_loss(self, emb, pseudo_labels):
         world = _world_size()
@@ -250,7 +251,7 @@ class DistributedFeatureBasis(torch.nn.Module):
         mu_p, var_p, mu_n, var_n = (t.to(torch.float64) for t in (mu_p, var_p, mu_n, var_n))
         n_p, n_n = n_p.to(torch.float64), n_n.to(torch.float64)
         sums = torch.stack([n_p, mu_p * n_p, (var_p + mu_p * mu_p) * n_p, n_n, mu_n * n_n, (var_n + mu_n * mu_n) * n_n])
-        total = _SumOverRanks.apply(sums)
+        total = sum_over_ranks(sums)
         moments = []
         for side in (0, 3):
             n = total[side].detach()

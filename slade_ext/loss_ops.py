@@ -68,7 +68,7 @@ def multi_similarity_loss_rows(
     ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
     return torch.ops.slade.multi_similarity_loss_rows(
         emb, labels, ref_emb, ref_labels, *_lists(lists), float(alpha), float(beta), float(base), distance,
-        *query_range(query_rows, emb),
+        *query_range(query_rows),
     )
 
 
@@ -81,7 +81,7 @@ def contrastive_loss_rows(
     ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
     return torch.ops.slade.contrastive_loss_rows(
         emb, labels, ref_emb, ref_labels, *_lists(lists), float(pos_margin), float(neg_margin), distance,
-        *query_range(query_rows, emb),
+        *query_range(query_rows),
     )
 
 

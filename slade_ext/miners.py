@@ -284,7 +284,7 @@ class ConfidentPairMiner(torch.nn.Module):
         kernel's compute dtype (so s < t_pos exactly): the similarity is a cosine in [-1, 1], so the bounds +-2
         switch the other side off."""
         a1, p, _, _ = ops.select_confident_pairs(embeddings, weight, t_pos, -2.0, labels, "agree", query_rows)
-        dtype = torch.float64 if embeddings.dtype == torch.float64 else torch.float32
+        dtype = ops._compute_dtype(embeddings)
         bound = torch.tensor(t_pos, dtype=dtype)
         below = float(torch.nextafter(bound, torch.tensor(-math.inf, dtype=dtype)))
         _, _, a2, n = ops.select_confident_pairs(embeddings, weight, 2.0, below, labels, "agree", query_rows)

@@ -76,7 +76,7 @@ def _self_ref(emb, labels, ref_emb, ref_labels):
     return ref_emb, ref_labels
 
 
-def query_range(query_rows, emb) -> tuple[int, int]:
+def query_range(query_rows) -> tuple[int, int]:
     """The ops' (query_begin, query_end) for `query_rows`: None (every row of emb) or (begin, end), the rows of emb
     that are queries against all of emb (one rank's share of a global batch, slade_ext.distributed)."""
     if query_rows is None:
@@ -119,7 +119,7 @@ def basis_pair_stats(
     """
     _check_pair_inputs(emb, labels, ref_emb, ref_labels, basis)
     ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
-    return torch.ops.slade.basis_pair_stats(emb, basis, labels, ref_emb, ref_labels, *query_range(query_rows, emb))
+    return torch.ops.slade.basis_pair_stats(emb, basis, labels, ref_emb, ref_labels, *query_range(query_rows))
 
 
 # ---- mining ----------------------------------------------------------------------------------------------------
@@ -137,7 +137,7 @@ def mine_multi_similarity(
     epsilon = check_number(epsilon, "epsilon")
     ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
     return torch.ops.slade.mine_multi_similarity(
-        emb, labels, ref_emb, ref_labels, epsilon, distance, *query_range(query_rows, emb)
+        emb, labels, ref_emb, ref_labels, epsilon, distance, *query_range(query_rows)
     )
 
 
@@ -150,7 +150,7 @@ def mine_pair_margin(
     pos_margin, neg_margin = check_number(pos_margin, "pos_margin"), check_number(neg_margin, "neg_margin")
     ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
     return torch.ops.slade.mine_pair_margin(
-        emb, labels, ref_emb, ref_labels, pos_margin, neg_margin, distance, *query_range(query_rows, emb)
+        emb, labels, ref_emb, ref_labels, pos_margin, neg_margin, distance, *query_range(query_rows)
     )
 
 
@@ -158,7 +158,7 @@ def mine_batch_hard(emb, labels, ref_emb=None, ref_labels=None, distance: str = 
     """pytorch-metric-learning's BatchHardMiner rule (ties -> smallest index). Returns (a, p, n)."""
     _check_pair_inputs(emb, labels, ref_emb, ref_labels)
     ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
-    return torch.ops.slade.mine_batch_hard(emb, labels, ref_emb, ref_labels, distance, *query_range(query_rows, emb))
+    return torch.ops.slade.mine_batch_hard(emb, labels, ref_emb, ref_labels, distance, *query_range(query_rows))
 
 
 def mine_triplet_margin(
@@ -181,7 +181,7 @@ def mine_triplet_margin(
     ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
     cap = -1 if max_triplets_per_anchor is None else int(max_triplets_per_anchor)
     return torch.ops.slade.mine_triplet_margin(
-        emb, labels, ref_emb, ref_labels, margin, type_of_triplets, cap, distance, *query_range(query_rows, emb)
+        emb, labels, ref_emb, ref_labels, margin, type_of_triplets, cap, distance, *query_range(query_rows)
     )
 
 
@@ -206,7 +206,7 @@ def select_confident_pairs(
     _check_pair_inputs(emb, pseudo_labels, basis=basis, labels_name="pseudo_labels")
     t_pos, t_neg = check_number(t_pos, "t_pos"), check_number(t_neg, "t_neg")
     return torch.ops.slade.select_confident_pairs(
-        emb, basis, t_pos, t_neg, pseudo_labels, mode, *query_range(query_rows, emb)
+        emb, basis, t_pos, t_neg, pseudo_labels, mode, *query_range(query_rows)
     )
 
 

@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from slade_ext.distributed import gather_global
+from slade_ext.distributed import gather_global, sum_over_ranks
 
 
 @dataclass(frozen=True)
@@ -102,22 +102,6 @@ def init_from_env() -> Ranks:
     return Ranks(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
-class _SumOverRanks(torch.autograd.Function):
-    """The sum over ranks of a tensor; its backward sums the ranks' gradients (every rank runs the backward)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        x = x.clone()
-        dist.all_reduce(x)
-        return x
-
-    @staticmethod
-    def backward(ctx, grad):
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad)
-        return grad
-
-
 class GlobalBatchNorm(nn.BatchNorm2d):
     """BatchNorm2d whose training statistics are those of the global batch (a differentiable all_reduce of the
     sums), for CPUs, where torch's SyncBatchNorm does not run."""
@@ -125,7 +109,7 @@ class GlobalBatchNorm(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        all_reduce = _SumOverRanks.apply
+        all_reduce = sum_over_ranks
         dims, c = (0, 2, 3), x.shape[1]
         # Two passes (mean, then squared deviations) for the accuracy of a one-process batch norm's variance.
         count = torch.tensor([x.numel() / c], dtype=x.dtype, device=x.device)
