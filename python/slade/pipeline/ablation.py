@@ -16,14 +16,13 @@ import argparse
 import copy
 import json
 import re
-import statistics
 import time
 from pathlib import Path
 
 from slade import config
 from slade.cli.config_args import override_pairs
 from slade.data.benchmark import build_benchmark
-from slade.evaluation.metrics import HEADLINE
+from slade.pipeline.ablation_markdown import table, variants_of
 from slade.pipeline.report import pair_summary
 from slade.pipeline.selftrain import selfsup_stage, teacher_stage
 from slade.runtime.context import RunContext
@@ -48,11 +47,11 @@ VARIANTS = {
     "control: best student, lambda1 = 0": {"basis": True, "selection": "agree", "selection_negatives": "pseudo",
                                           "lambda1": 0.0},
 }
-PAIR_COLUMNS = (("pairs_pos", ".0f"), ("pairs_neg", ".0f"), ("pos_precision", ".3f"), ("neg_precision", ".3f"))
 
 
-def run_seed(cfg: config.Config, variants: dict, tag: str, progress: bool) -> dict:
-    """One seed: the shared init, teacher and pseudo labels, then each student variant (resumable stages)."""
+def run_seed(cfg: config.Config, variants: dict, tag: str, progress: bool, rounds: int = 1) -> dict:
+    """One seed: the shared init, teacher and pseudo labels, then each student variant (resumable stages), and
+    with rounds > 1 each variant's later self-training rounds (its student is the next round's teacher)."""
     ctx = RunContext.from_config(cfg, progress=progress, resume=True)
     bench = build_benchmark(cfg.data)
     init = selfsup_stage(cfg, bench, ctx)
@@ -60,7 +59,6 @@ def run_seed(cfg: config.Config, variants: dict, tag: str, progress: bool) -> di
     pseudo_dir = ctx.paths.root / f"pseudo_k{cfg.pseudo.k}"
     pseudo_result = finished(pseudo_dir, "pseudo_labels", True) or pseudo_label(cfg, bench, ctx, pseudo_dir,
                                                                                teacher.weights)
-    pseudo = load_pseudo_labels(pseudo_dir)
     result = {"teacher": teacher.metrics, "pseudo": {k: v for k, v in pseudo_result.metrics.items() if k != "sizes"},
               "pairs": {}}
     for name, switches in variants.items():
@@ -68,36 +66,23 @@ def run_seed(cfg: config.Config, variants: dict, tag: str, progress: bool) -> di
         for key, value in switches.items():
             setattr(variant.student, key, value)
         config.validate(variant)
-        student_init = init if variant.student.init == "selfsup" else teacher
         student_dir = ctx.paths.root / (re.sub(r"[^\w-]+", "_", name).strip("_") + tag)
-        student = finished(student_dir, "student", True) or train_student(
-            variant, bench, pseudo, ctx, student_dir, None if student_init is None else student_init.weights)
-        result[name] = student.metrics
-        result["pairs"][name] = pair_summary(student.steps)
+        current_teacher, round_pseudo_dir, out = teacher, pseudo_dir, student_dir
+        for r in range(1, rounds + 1):
+            if r > 1:  # as pipeline.selftrain.run_fold: new pseudo labels from the last round's student
+                round_dir = student_dir.with_name(f"{student_dir.name}_round{r}")
+                round_pseudo_dir, out = round_dir / "pseudo", round_dir / "student"
+                finished(round_pseudo_dir, "pseudo_labels", True) or pseudo_label(
+                    variant, bench, ctx, round_pseudo_dir, current_teacher.weights)
+            student_init = init if variant.student.init == "selfsup" else current_teacher
+            student = finished(out, "student", True) or train_student(
+                variant, bench, load_pseudo_labels(round_pseudo_dir), ctx, out,
+                None if student_init is None else student_init.weights)
+            key = name if r == 1 else f"{name}, round {r}"
+            result[key] = student.metrics
+            result["pairs"][key] = pair_summary(student.steps)
+            current_teacher = student
     return result
-
-
-def table(per_seed: dict[int, dict], variants) -> str:
-    def mean_spread(values) -> str:
-        return f"{statistics.mean(values):.2f} +- {statistics.stdev(values) if len(values) > 1 else 0.0:.2f}"
-
-    rows = ["| model | " + " | ".join(label for _, label in HEADLINE) + " | MAP@R - teacher's (same seed) |",
-            "|---|" + "---|" * (len(HEADLINE) + 1)]
-    for name in ["teacher", *variants]:
-        cells = [mean_spread([100 * per_seed[s][name][key] for s in per_seed]) for key, _ in HEADLINE]
-        cells.append(mean_spread([100 * (per_seed[s][name]["map_at_r"] - per_seed[s]["teacher"]["map_at_r"])
-                                  for s in per_seed]))
-        rows.append(f"| {name} | " + " | ".join(cells) + " |")
-    rows += ["", "Unlabeled pairs per trained step and their precision against the hidden classes (means over steps, "
-             "then over seeds):", "", "| student | positives | negatives | precision of positives | "
-             "precision of negatives |", "|---|---|---|---|---|"]
-    for name in variants:
-        cells = []
-        for key, fmt in PAIR_COLUMNS:
-            values = [per_seed[s]["pairs"][name][key] for s in per_seed if key in per_seed[s]["pairs"][name]]
-            cells.append(format(statistics.mean(values), fmt) if values else "-")
-        rows.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(rows) + "\n"
 
 
 def main() -> None:
@@ -109,6 +94,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     parser.add_argument("--tag", default="", help="suffix of the student directories and of ablation.json: "
                         "student-only overrides then reuse the seeds' init, teacher and pseudo labels")
+    parser.add_argument("--rounds", type=int, default=1, help="self-training rounds per variant (selftrain.rounds)")
     parser.add_argument("--markdown", help="also write the table to this file")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
@@ -121,11 +107,11 @@ def main() -> None:
         cfg = config.build(args.config, [*override_pairs(args.set, []), ("runtime.seed", str(seed)),
                                          ("runtime.out_dir", str(out / f"seed{seed}"))])
         config.save(cfg, out / f"seed{seed}{args.tag}.yaml")
-        per_seed[seed] = run_seed(cfg, variants, args.tag, not args.no_progress)
+        per_seed[seed] = run_seed(cfg, variants, args.tag, not args.no_progress, args.rounds)
         (out / f"ablation{args.tag}.json").write_text(json.dumps({
             "seeds": per_seed, "overrides": args.set, "config": config.to_dict(cfg),
             "seconds": round(time.time() - began, 1)}, indent=2))
-    text = table(per_seed, variants)
+    text = table(per_seed, variants_of(per_seed))
     print(text)
     if args.markdown:
         Path(args.markdown).write_text(text, encoding="utf-8")

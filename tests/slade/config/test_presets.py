@@ -33,7 +33,8 @@ ABLATION_BASE = {
     "eval": {"clustering": False, "grid_queries": 0},
     "selfsup": {"epochs": 1, "batch_size": 128},
     "pseudo": {"k": 300},
-    "student": {"epochs": 10, "warmup_steps": 30, "checkpoint_every": 0},
+    "student": {"epochs": 10, "basis_logits": "cosine", "ce_scale": 16, "basis_lr_mult": 10, "warmup_steps": 300,
+                "warmup_ce_ratio": 0.5, "selection": "agree", "selection_negatives": "pseudo", "checkpoint_every": 0},
 }
 SHIPPED = sorted(p.stem for p in (ROOT / "configs").glob("*.yaml"))
 
