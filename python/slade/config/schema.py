@@ -43,6 +43,7 @@ class DataConfig:
     class_depth: int = 1  # folders: how many folder levels name a class (CompCars make/model: 2)
     image_size: int = 32
     channels: Channels = 1  # 1 (grey) or 3 (RGB); backbones adapt either
+    photo: bool | None = None  # crops/flips (train), resize + centre crop (eval); None: the reader's (docs/data.md)
     val_fraction: float = 0.1  # share of the training classes held out (class-disjoint) to pick the best epoch
     seed: int = 0  # the data set's own seed (glyph jitter, face roles, validation classes, folds)
     # The glyph benchmark (docs/data.md); None = all of them.

@@ -62,7 +62,15 @@ def _split_benchmark(cfg, name: str, train: ImageSet, test: ImageSet, photo: boo
 
 
 def build_benchmark(cfg) -> Benchmark:
-    """cfg: config.DataConfig."""
+    """cfg: config.DataConfig. `data.photo`, when set, overrides the reader's kind of image (icons, logos or
+    renders read through `folders` are not photos: random crops would cut them apart)."""
+    bench = _read(cfg)
+    if cfg.photo is not None:
+        bench.photo = cfg.photo
+    return bench
+
+
+def _read(cfg) -> Benchmark:
     if cfg.name == "glyphs":
         from slade.data.glyphs.benchmark import glyph_benchmark
 

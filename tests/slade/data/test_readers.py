@@ -158,3 +158,19 @@ def test_build_benchmark_with_validation_and_unlabeled(tmp_path):
         build_benchmark(config.DataConfig(name="cars196"))
     with pytest.raises(ValueError, match="data.name"):
         build_benchmark(config.DataConfig(name="imagenet"))
+
+
+@pytest.mark.parametrize("photo, expected", [(None, True), (False, False), (True, True)])
+def test_data_photo_overrides_the_readers_kind_of_image(tmp_path, photo, expected):
+    """Folders are read as photos unless data.photo says otherwise (icons, logos, renders); then training and
+    evaluation only resize them."""
+    for c in range(4):
+        for j in range(2):
+            write_image(tmp_path / f"class{c}" / f"{j}.png", 2 * c + j)
+    cfg = config.DataConfig(name="folders", root=str(tmp_path), val_fraction=0.0, photo=photo)
+    assert build_benchmark(cfg).photo is expected
+
+
+def test_data_photo_is_checked():
+    with pytest.raises(config.ConfigError, match="data.photo"):
+        config.build(None, [("data.photo", "sometimes")])
