@@ -117,6 +117,17 @@ def test_averages_restart_once_when_the_warmup_ends(tmp_path, monkeypatch, resta
     assert restarted_after == ([2] if restart else [])
 
 
+@pytest.mark.parametrize("fraction", [0.25, 1.0])
+def test_the_warmup_takes_at_most_its_share_of_the_students_steps(tmp_path, fraction):
+    cfg = tiny_selftrain_config(tmp_path, student_epochs=2)
+    cfg.student.warmup_steps, cfg.student.warmup_max_fraction = 100, fraction
+    pipeline(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "round1" / "student" / "steps.jsonl").open()]
+    warm = [row["step"] for row in rows if row["warmup"]]
+    assert len(rows) > 4 and warm == list(range(1, len(warm) + 1))
+    assert len(warm) == min(100, int(fraction * len(rows)))
+
+
 def test_rounds_and_folds_concatenate_the_fold_models(tmp_path):
     cfg = tiny_selftrain_config(tmp_path, student_epochs=1)
     cfg.selftrain.rounds, cfg.selftrain.folds = 2, 2

@@ -149,6 +149,9 @@ class StudentConfig:
     sd_grad: SdGrad = "paper"  # paper (gradient through the moving average) | batch (batch statistics)
     warmup_steps: int = 100  # steps training W alone on detached embeddings (the cap, with warmup_ce_ratio)
     warmup_ce_ratio: float | None = None  # end the warm-up once L_CE <= this x log K (at most warmup_steps steps)
+    # the warm-up's steps are the student's own: never more than this share of them (0.3 keeps the 44-face main job's
+    # 300 of 1068; a small data set's student would otherwise spend most of its steps, and its LR schedule, on W)
+    warmup_max_fraction: float = 0.3
     restart_averages: bool = True  # the first step after the warm-up seeds mu+/mu-/v+/v- anew (our choice)
     ce_scale: float = 1.0  # logit scale of L_CE (1: the paper's W f)
     init: StudentInit = "selfsup"  # the weights the student starts from

@@ -116,6 +116,7 @@ RANGES: dict[str, Range] = {
     "student.sd_lambda_var": NON_NEGATIVE,
     "student.sd_beta": Range(0, 1, hi_open=True),
     "student.warmup_steps": NON_NEGATIVE,
+    "student.warmup_max_fraction": Range(0, 1),
     "student.ce_scale": POSITIVE,
     "student.checkpoint_every": NON_NEGATIVE,
     "selftrain.rounds": AT_LEAST_1,

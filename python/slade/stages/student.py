@@ -1,7 +1,8 @@
 """Stage 4 of SLADE (docs/method.md): the student, trained through the one training loop on joint batches of
 labeled images (m-per-class on labels) and unlabeled images (m-per-class on pseudo labels) with the objective of
 student_objective.py. A warm-up trains the basis W alone on detached embeddings: student.warmup_steps steps, or
-with student.warmup_ce_ratio until L_CE / log K has dropped that far (warmup_steps is then the cap).
+with student.warmup_ce_ratio until L_CE / log K has dropped that far (warmup_steps is then the cap), and never more
+than student.warmup_max_fraction of the student's steps.
 Validation MAP@R picks the best epoch, as for the teacher; the test uses the embedding alone (W is dropped).
 
 Stage directory: as the teacher's. steps.jsonl holds per step the losses, mu+/mu-/v+/v-, the number of unlabeled
@@ -79,7 +80,6 @@ class StudentTask:
                  init_weights: dict | None):
         s = cfg.student
         self.ctx, self.restart_averages = ctx, s.restart_averages
-        self.warmup = BasisWarmup(s.warmup_steps, s.warmup_ce_ratio)
         self.model = ctx.trainable(build_model(cfg.model, cfg.data.channels, cfg.data.image_size))
         self.basis = build_basis(s, len(bench.labeled.class_names), cfg.model.embedding_dim)
         groups = [{"params": list(self.model.parameters())}]
@@ -97,6 +97,9 @@ class StudentTask:
         transform = train_transform(cfg.data, bench.photo)
         self.dataset = ConcatDataset([ImageDataset(bench.labeled, transform), ImageDataset(unlabeled, transform)])
         self.sampler = joint_sampler(cfg, ctx.seed, bench.labeled.labels, pseudo.labels, offset=len(bench.labeled))
+        # The warm-up's steps come out of the student's epochs: at most warmup_max_fraction of them.
+        cap = min(s.warmup_steps, int(s.warmup_max_fraction * s.epochs * len(self.sampler)))
+        self.warmup = BasisWarmup(cap, s.warmup_ce_ratio)
         self.pseudo = torch.from_numpy(pseudo.labels)
         self.hidden = None if unlabeled.hidden_labels is None else torch.from_numpy(unlabeled.hidden_labels)
 
