@@ -11,7 +11,7 @@ DEFAULTS = {
     "data": {"name": "glyphs", "root": None, "unlabeled_root": None, "unlabeled_format": "folder", "class_depth": 1,
              "image_size": 32, "channels": 1, "val_fraction": 0.1, "seed": 0, "fonts": None, "n_fonts": None,
              "n_train_classes": None, "n_test_classes": None, "n_novel_classes": None, "jitter": True,
-             "cache_dir": None},
+             "cache_dir": None, "photo": None},
     "model": {"backbone": "small_cnn", "weights": None, "pretrained": True, "width": 32, "embedding_dim": 128},
     "loss": {"name": "multi_similarity", "alpha": 2.0, "beta": 50.0, "base": 0.5, "pos_margin": 0.0,
              "neg_margin": 1.0, "miner": "multi_similarity", "miner_epsilon": 0.1},
@@ -30,7 +30,9 @@ DEFAULTS = {
                 "init": "selfsup", "checkpoint_every": 50,
                 # added later, defaults keep the earlier behaviour
                 "basis_lr_mult": 1.0, "basis_logits": "linear", "ce_detach": False, "t_pos_quantile": None,
-                "t_neg_quantile": None, "warmup_ce_ratio": None},
+                "t_neg_quantile": None, "warmup_ce_ratio": None,
+                # a deliberate change: the warm-up no longer takes a small student's whole budget (docs/method.md)
+                "warmup_max_fraction": 0.3},
     "selftrain": {"rounds": 1, "folds": 1},
     "runtime": {"device": "auto", "seed": 0, "amp": True, "workers": 0, "out_dir": "runs/teacher", "sync_batchnorm": True},
 }
