@@ -15,14 +15,18 @@ SIZES = os.environ.get("SLADE_BENCH_SIZES", "full")
 DEVICE = torch.device(os.environ.get("SLADE_BENCH_DEVICE", "cpu"))
 DIM = 128
 
+# NT-Xent: PML's (pairs x pairs) mask has N^3 entries (N = 1024 would need ~18 GB), so PML runs at NTXENT only and
+# slade_ext alone at NTXENT_LARGE, SimCLR's batch size that PML cannot hold.
 if SIZES == "tiny":
     SQUARE = [128]
     CROSS = [(64, 512)]
     TRIPLET = [64]
+    NTXENT, NTXENT_LARGE = [64], [256]
 elif SIZES == "full":
     SQUARE = [1024, 2048, 4096] + ([8192, 65536] if DEVICE.type == "cuda" else [])
     CROSS = [(256, 16384)]
     TRIPLET = [512, 1024]
+    NTXENT, NTXENT_LARGE = [256, 512], [8192]
 else:
     raise ValueError(f"SLADE_BENCH_SIZES must be 'tiny' or 'full', got {SIZES!r}")
 
@@ -38,6 +42,14 @@ def clustered(n: int, seed: int = 0, sigma: float = 0.1):
     centres = torch.nn.functional.normalize(torch.randn(n_classes, DIM, generator=g), dim=1)
     emb = centres[labels] + sigma * torch.randn(n, DIM, generator=g)
     return emb.to(DEVICE), labels.to(DEVICE)
+
+
+def two_views(n: int, seed: int = 0, sigma: float = 0.3):
+    """SimCLR's batch: n / 2 images, two noisy views of each (the label marks the pair)."""
+    g = torch.Generator().manual_seed(seed)
+    images = torch.nn.functional.normalize(torch.randn(n // 2, DIM, generator=g), dim=1)
+    views = torch.cat([images, images]) + sigma * torch.randn(2 * (n // 2), DIM, generator=g) / DIM ** 0.5
+    return views.to(DEVICE), torch.arange(n // 2).repeat(2).to(DEVICE)
 
 
 def cross_batch(n: int, m: int):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from cases import CROSS, IMPLS, SQUARE, clustered, cross_batch, expect_close
+from cases import CROSS, IMPLS, NTXENT, NTXENT_LARGE, SQUARE, clustered, cross_batch, expect_close, two_views
 
 from slade_ext import losses, reference
 
@@ -48,3 +48,14 @@ def test_ms_loss_cross_batch(run_case, n, m, impl):
     emb, labels, ref_emb, ref_labels = cross_batch(n, m)
     run_loss(run_case, f"MultiSimilarityLoss fwd+bwd {n}x{m}", "MultiSimilarityLoss", impl, emb, labels, ref_emb,
              ref_labels)
+
+
+@pytest.mark.parametrize("impl", ["slade_ext", "pml"])  # no reference: PML's NTXentLoss is the plain-torch one
+@pytest.mark.parametrize("n", NTXENT)
+def test_ntxent_loss(run_case, n, impl):
+    run_loss(run_case, f"NTXentLoss fwd+bwd N={n} (two views)", "NTXentLoss", impl, *two_views(n))
+
+
+@pytest.mark.parametrize("n", NTXENT_LARGE)
+def test_ntxent_loss_at_simclr_batch(run_case, n):
+    run_case(f"NTXentLoss fwd+bwd N={n} (two views)", "slade_ext", fwd_bwd("NTXentLoss", "slade_ext", *two_views(n)))

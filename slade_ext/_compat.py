@@ -25,6 +25,7 @@ _PML_DEFINING_MODULES = {
     ("miners", "TripletMarginMiner"): "pytorch_metric_learning.miners.triplet_margin_miner",
     ("losses", "MultiSimilarityLoss"): "pytorch_metric_learning.losses.multi_similarity_loss",
     ("losses", "ContrastiveLoss"): "pytorch_metric_learning.losses.contrastive_loss",
+    ("losses", "NTXentLoss"): "pytorch_metric_learning.losses.ntxent_loss",
     ("distances", "CosineSimilarity"): "pytorch_metric_learning.distances.cosine_similarity",
     ("distances", "LpDistance"): "pytorch_metric_learning.distances.lp_distance",
 }

@@ -35,7 +35,7 @@ import torch.distributed as dist
 
 from .basis import FeatureBasis
 from .loss_ops import pair_lists
-from .losses import _all_pair_counts, combine_parts
+from .losses import _all_pair_counts, as_pairs, combine_parts
 
 __all__ = ["DistributedLossWrapper", "DistributedMinerWrapper", "DistributedFeatureBasis", "gather_global",
            "sum_over_ranks"]
@@ -142,6 +142,9 @@ class DistributedLossWrapper(torch.nn.Module):
         super().__init__()
         if efficient:
             _require_fused(loss, "losses")
+            if not hasattr(loss, "_rows"):  # the per-row state the ranks add up
+                raise TypeError(f"efficient=True supports MultiSimilarityLoss and ContrastiveLoss, not "
+                                f"{type(loss).__name__}; wrap it with efficient=False")
         self.loss, self.efficient = loss, bool(efficient)
 
     def forward(self, embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None):
@@ -175,7 +178,7 @@ class DistributedLossWrapper(torch.nn.Module):
                 n_pos, n_neg = (_summed(c) for c in _all_pair_counts(labels, ref_labels_all, self_mode=False))
             enough = (n_pos > 1) | (n_neg > 1)
         else:
-            pairs = loss._as_pairs(indices_tuple, embeddings.device)
+            pairs = as_pairs(indices_tuple, embeddings.device)
             counts = torch.tensor([max(len(pairs[0]), len(pairs[1])), max(len(pairs[2]), len(pairs[3]))],
                                   device=embeddings.device)
             enough = (_summed(counts) > 1).any()

@@ -1,7 +1,7 @@
 """Stage 1 of SLADE (docs/method.md): self-supervised init of the backbone on the labeled and unlabeled images
 together, labels unused, through the one training loop. NT-Xent (SimCLR) on two augmented views, through a
-projection MLP that is dropped afterwards; the cosine similarities come from slade_ext's basis-similarity kernel with
-an identity basis.
+projection MLP that is dropped afterwards; the loss is slade_ext's NTXentLoss, which never holds the 2B x 2B
+similarities, so the batch can grow.
 
 Stage directory: the loop's files (last.pt, metrics.jsonl, steps.jsonl, curves.png), init.pt (the model weights the
 teacher and the student start from) and result.json."""
@@ -12,11 +12,10 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import ConcatDataset
 
-from slade_ext import ops
+from slade_ext import losses
 
 from slade import config
 from slade.data.augment import ViewAugment
@@ -34,19 +33,14 @@ from slade.training.optim import build_optimizer, build_scheduler
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
-    """SimCLR's loss: each view must pick its partner among the other 2B - 1 views by cosine similarity."""
+    """SimCLR's loss: each view must pick its partner among the other 2B - 1 views by cosine similarity
+    (slade_ext's tiled NTXentLoss, with one label per pair of views)."""
     if z1.shape != z2.shape or z1.ndim != 2:
         raise ValueError(f"z1 and z2 must both be [B, d], got {tuple(z1.shape)} and {tuple(z2.shape)}")
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
-    b = z1.shape[0]
-    z = torch.cat([z1, z2]).float()
-    identity = torch.eye(z.shape[1], dtype=z.dtype, device=z.device)
-    sim = ops.basis_similarity(z, identity) / temperature  # cos(I z_i, I z_j) = plain cosine
-    self_pair = torch.eye(2 * b, dtype=torch.bool, device=z.device)
-    sim = sim.masked_fill(self_pair, float("-inf"))
-    partner = torch.cat([torch.arange(b, 2 * b), torch.arange(b)]).to(z.device)
-    return F.cross_entropy(sim, partner)
+    partner = torch.arange(z1.shape[0], device=z1.device).repeat(2)
+    return losses.NTXentLoss(temperature)(torch.cat([z1, z2]).float(), partner)
 
 
 class Projection(nn.Module):

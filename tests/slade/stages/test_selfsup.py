@@ -1,4 +1,4 @@
-"""Self-supervised init: NT-Xent through the basis-similarity kernel equals a plain torch computation (value and
+"""Self-supervised init: NT-Xent through slade_ext's NTXentLoss equals a plain torch computation (value and
 gradient); the stage trains through the one loop, writes init.pt and its result, and resumes exactly."""
 import pytest
 import torch

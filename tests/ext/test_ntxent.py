@@ -1,0 +1,236 @@
+"""slade_ext.losses.NTXentLoss against pytorch-metric-learning's NTXentLoss: values and gradients for all pairs,
+cross-batch and detached references, miner tuples (pairs, triplets, duplicates), every PML distance option, blocks
+of any size, half inputs; PML's zero-loss rules; the memory it keeps for backward; the fallback and the errors."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from slade_ext import losses
+from slade_ext._compat import FallbackWarning
+from slade_ext.distributed import DistributedLossWrapper
+
+pml_losses = pytest.importorskip("pytorch_metric_learning.losses")
+pml_miners = pytest.importorskip("pytorch_metric_learning.miners")
+pml_distances = pytest.importorskip("pytorch_metric_learning.distances")
+pml_reducers = pytest.importorskip("pytorch_metric_learning.reducers")
+
+DISTANCES = {
+    "default": lambda: None,
+    "cosine": lambda: pml_distances.CosineSimilarity(),
+    "l2": lambda: pml_distances.LpDistance(),
+    "l2 squared": lambda: pml_distances.LpDistance(power=2),
+    "l2 unnormalised": lambda: pml_distances.LpDistance(normalize_embeddings=False),
+    "dot": lambda: pml_distances.DotProductSimilarity(),
+    "dot unnormalised": lambda: pml_distances.DotProductSimilarity(normalize_embeddings=False),
+}
+
+
+def make_inputs(n, n_classes, d=16, seed=0, dtype=torch.float64, device="cpu"):
+    g = torch.Generator().manual_seed(seed)
+    emb = torch.randn(n, d, generator=g).to(dtype)
+    return emb.to(device), torch.randint(0, n_classes, (n,), generator=g).to(device)
+
+
+def both(distance_name, temperature=0.1, tile_rows=None):
+    ours = losses.NTXentLoss(temperature, distance=DISTANCES[distance_name](), tile_rows=tile_rows)
+    distance = DISTANCES[distance_name]()
+    pml = pml_losses.NTXentLoss(temperature, **({} if distance is None else {"distance": distance}))
+    return ours, pml
+
+
+def compare(ours_fn, pml_fn, emb, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None, rtol=1e-9,
+            detached_ref=False):
+    """Values and gradients (embeddings, and ref_emb when it is a separate leaf) of ours and PML's."""
+    results = []
+    for fn in (ours_fn, pml_fn):
+        e = emb.clone().requires_grad_(True)
+        r = None
+        if detached_ref:
+            r = e.detach()
+        elif ref_emb is not None:
+            r = ref_emb.clone().requires_grad_(True)
+        rl = labels if detached_ref else ref_labels
+        value = fn(e, labels, indices_tuple, r, rl)
+        leaves = [e] + ([r] if ref_emb is not None and not detached_ref else [])
+        grads = torch.autograd.grad(value, leaves, allow_unused=True) if value.requires_grad else [None] * len(leaves)
+        results.append((value.detach(), grads))
+    (ours, ours_grads), (pml, pml_grads) = results
+    assert not torch.isnan(ours)
+    torch.testing.assert_close(ours, pml.to(ours.dtype), rtol=rtol, atol=rtol)
+    for a, b in zip(ours_grads, pml_grads):
+        if b is None:
+            assert a is None or torch.count_nonzero(a) == 0
+        else:
+            torch.testing.assert_close(a, b.to(a.dtype), rtol=rtol * 100, atol=rtol * 100)
+    return ours
+
+
+@pytest.mark.parametrize("distance", list(DISTANCES))
+@pytest.mark.parametrize("tile_rows", [None, 1, 7])
+def test_all_pairs_equal_pml(distance, tile_rows, device):
+    emb, labels = make_inputs(48, 6, device=device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FallbackWarning)  # every distance option runs the tiled path
+        ours, pml = both(distance, tile_rows=tile_rows)
+        assert ours.fused()
+        value = compare(ours, pml, emb, labels, rtol=1e-6 if "unnormalised" in distance else 1e-9)
+    assert value > 0
+
+
+@pytest.mark.parametrize("tile_rows", [None, 5])
+def test_references_equal_pml(tile_rows, device):
+    emb, labels = make_inputs(30, 5, device=device)
+    ref, ref_labels = make_inputs(41, 5, seed=1, device=device)
+    ours, pml = both("default", tile_rows=tile_rows)
+    compare(ours, pml, emb, labels, ref_emb=ref, ref_labels=ref_labels)
+    # the detached-reference call: PML drops (i, i) because ref_labels is labels
+    value = compare(ours, pml, emb, labels, detached_ref=True)
+    torch.testing.assert_close(value, ours(emb, labels).detach())
+
+
+@pytest.mark.parametrize("tile_rows", [None, 3])
+def test_miner_tuples_equal_pml(tile_rows, device):
+    emb, labels = make_inputs(40, 5, device=device)
+    ours, pml = both("default", tile_rows=tile_rows)
+    pairs = pml_miners.MultiSimilarityMiner(0.1)(emb, labels)
+    assert pairs[0].numel() > 1 and pairs[2].numel() > 1
+    compare(ours, pml, emb, labels, pairs)
+    # triplets (a, p, n) become pairs (a, p, a, n); PML's (pairs x pairs) mask keeps this test small
+    triplets = tuple(t[:400] for t in pml_miners.TripletMarginMiner(0.5)(emb, labels))
+    compare(ours, pml, emb, labels, triplets)
+    # listed pairs count as often as they are listed, negatives included
+    a1, p, a2, n = pairs
+    doubled = (torch.cat([a1, a1[:5]]), torch.cat([p, p[:5]]), torch.cat([a2, a2[:9]]), torch.cat([n, n[:9]]))
+    compare(ours, pml, emb, None, doubled)
+    ref, ref_labels = make_inputs(23, 5, seed=2, device=device)
+    cross = pml_miners.MultiSimilarityMiner(0.1)(emb, labels, ref, ref_labels)
+    compare(ours, pml, emb, labels, cross, ref_emb=ref, ref_labels=ref_labels)
+
+
+def test_simclr_views_and_ties(device):
+    """Two views per label (the self-supervised stage's call), with duplicated rows (ties) among them."""
+    emb, _ = make_inputs(16, 1, device=device)
+    emb = torch.cat([emb, emb[:4]])
+    views = torch.cat([emb, emb + 0.01 * torch.randn_like(emb)])
+    labels = torch.arange(emb.shape[0], device=device).repeat(2)
+    ours, pml = both("default", temperature=0.07, tile_rows=6)
+    compare(ours, pml, views, labels)
+
+
+@pytest.mark.parametrize("case", ["single class", "all distinct", "one pair each", "label -1", "no pairs listed"])
+def test_pml_zero_rules(case, device):
+    emb, labels = make_inputs(12, 3, device=device)
+    indices_tuple = None
+    if case == "single class":  # no negatives: PML returns 0
+        labels = torch.zeros_like(labels)
+    elif case == "all distinct":  # no positives
+        labels = torch.arange(12, device=device)
+    elif case == "one pair each":  # at most one pair of each kind
+        one = torch.tensor([0], device=device)
+        indices_tuple = (one, one + 1, one, one + 2)
+    elif case == "label -1":  # an ordinary label to PML's NTXentLoss
+        labels[::2] = -1
+    else:
+        empty = torch.empty(0, dtype=torch.int64, device=device)
+        indices_tuple = (empty, empty, empty, empty)
+    ours, pml = both("default")
+    value = compare(ours, pml, emb, labels, indices_tuple)
+    assert (value > 0) == (case == "label -1")
+
+
+def test_half_precision_and_non_contiguous(device):
+    emb, labels = make_inputs(64, 8, d=32, dtype=torch.float32, device=device)
+    ours, pml = both("default")
+    for dtype in (torch.bfloat16, torch.float16):
+        half = emb.to(dtype)
+        value = ours(half, labels)
+        assert value.dtype == dtype
+        torch.testing.assert_close(value.float(), pml(half.float(), labels), rtol=2e-2, atol=2e-2)
+    wide = torch.cat([emb, emb], dim=1)[:, ::2]  # a strided view
+    assert not wide.is_contiguous()
+    compare(ours, pml, wide, labels, rtol=1e-5)
+    if device == "cuda":
+        with torch.autocast("cuda", dtype=torch.float16):
+            value = ours(emb, labels)
+        torch.testing.assert_close(value.float(), pml(emb, labels), rtol=2e-2, atol=2e-2)
+
+
+def test_backward_keeps_no_block_of_the_matrix():
+    """What autograd keeps for backward is the inputs (O(N d)), not the N x N similarities (16 MiB here)."""
+    n, d = 2048, 16
+    emb, labels = make_inputs(n, n // 2, d=d, dtype=torch.float32)
+    emb.requires_grad_(True)
+    saved = {}
+
+    def pack(t):  # the memory behind each saved tensor (a block's rows are views of the embeddings)
+        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        value = losses.NTXentLoss(tile_rows=256)(emb, labels)
+    assert sum(saved.values()) < 4 * n * d * 4  # a few copies of the embeddings at most
+    value.backward()
+    assert emb.grad is not None and torch.isfinite(emb.grad).all()
+    # PML's keeps the whole matrix (and its (pairs x pairs) mask) for backward
+    saved.clear()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        pml_losses.NTXentLoss()(emb[:512], labels[:512])
+    assert sum(saved.values()) > 512 * 512 * 4
+
+
+def test_pml_options_fall_back_with_one_warning():
+    emb, labels = make_inputs(32, 4)
+    with pytest.warns(FallbackWarning, match="reducer"):
+        ours = losses.NTXentLoss(0.2, reducer=pml_reducers.SumReducer())
+    assert not ours.fused()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FallbackWarning)  # warned once, at construction
+        value = ours(emb, labels)
+    torch.testing.assert_close(value, pml_losses.NTXentLoss(0.2, reducer=pml_reducers.SumReducer())(emb, labels))
+    with pytest.warns(FallbackWarning, match="collect_stats"):
+        assert not losses.NTXentLoss(distance=pml_distances.CosineSimilarity(collect_stats=True)).fused()
+
+
+def test_fallback_finds_pml_when_pml_is_patched(monkeypatch):
+    monkeypatch.setattr(pml_losses, "NTXentLoss", losses.NTXentLoss)
+    emb, labels = make_inputs(20, 4)
+    with pytest.warns(FallbackWarning):
+        ours = pml_losses.NTXentLoss(0.1, reducer=pml_reducers.MeanReducer())
+    assert type(ours.fallback).__module__.startswith("pytorch_metric_learning")
+    torch.testing.assert_close(ours(emb, labels), losses.NTXentLoss(0.1)(emb, labels))
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [({"temperature": float("nan")}, ValueError, "temperature"), ({"temperature": 0}, ValueError, "temperature"),
+     ({"temperature": -0.1}, ValueError, "temperature"), ({"tile_rows": 0}, ValueError, "tile_rows"),
+     ({"tile_rows": 2.5}, ValueError, "tile_rows"), ({"distance": "cosine"}, TypeError, "distance")],
+)
+def test_bad_settings_name_the_argument(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        losses.NTXentLoss(**kwargs)
+
+
+def test_bad_inputs_name_the_argument():
+    emb, labels = make_inputs(10, 3)
+    loss = losses.NTXentLoss()
+    with pytest.raises(ValueError, match="labels"):
+        loss(emb, labels[:9])
+    with pytest.raises(TypeError, match="ref_emb"):
+        loss(emb, labels, ref_emb=emb.float(), ref_labels=labels)
+    with pytest.raises(ValueError, match=r"indices_tuple\[0\]"):
+        loss(emb, labels, (torch.tensor([0, 99]), torch.tensor([1, 2]), torch.tensor([0]), torch.tensor([3])))
+    with pytest.raises(ValueError, match="cannot both be None"):
+        loss(emb)
+
+
+def test_the_efficient_distributed_wrapper_names_what_it_supports():
+    with pytest.raises(TypeError, match="NTXentLoss"):
+        DistributedLossWrapper(losses.NTXentLoss(), efficient=True)
+    emb, labels = make_inputs(16, 4)
+    # one process: the plain wrapper is the loss itself
+    torch.testing.assert_close(DistributedLossWrapper(losses.NTXentLoss())(emb, labels),
+                               losses.NTXentLoss()(emb, labels))
