@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from cases import CROSS, IMPLS, NTXENT, NTXENT_LARGE, SQUARE, clustered, cross_batch, expect_close, two_views
+from cases import CROSS, IMPLS, NTXENT, NTXENT_LARGE, SQUARE, TRIPLET, clustered, cross_batch, expect_close, two_views
 
 from slade_ext import losses, reference
 
@@ -59,3 +59,9 @@ def test_ntxent_loss(run_case, n, impl):
 @pytest.mark.parametrize("n", NTXENT_LARGE)
 def test_ntxent_loss_at_simclr_batch(run_case, n):
     run_case(f"NTXentLoss fwd+bwd N={n} (two views)", "slade_ext", fwd_bwd("NTXentLoss", "slade_ext", *two_views(n)))
+
+
+@pytest.mark.parametrize("impl", ["slade_ext", "pml"])  # PML's N x M x M triplet mask bounds N
+@pytest.mark.parametrize("n", TRIPLET)
+def test_triplet_margin_loss(run_case, n, impl):
+    run_loss(run_case, f"TripletMarginLoss fwd+bwd N={n} (all triplets)", "TripletMarginLoss", impl, *clustered(n))

@@ -26,6 +26,7 @@ _PML_DEFINING_MODULES = {
     ("losses", "MultiSimilarityLoss"): "pytorch_metric_learning.losses.multi_similarity_loss",
     ("losses", "ContrastiveLoss"): "pytorch_metric_learning.losses.contrastive_loss",
     ("losses", "NTXentLoss"): "pytorch_metric_learning.losses.ntxent_loss",
+    ("losses", "TripletMarginLoss"): "pytorch_metric_learning.losses.triplet_margin_loss",
     ("distances", "CosineSimilarity"): "pytorch_metric_learning.distances.cosine_similarity",
     ("distances", "LpDistance"): "pytorch_metric_learning.distances.lp_distance",
 }

@@ -35,7 +35,8 @@ import torch.distributed as dist
 
 from .basis import FeatureBasis
 from .loss_ops import pair_lists
-from .losses import _all_pair_counts, as_pairs, combine_parts
+from .losses import combine_parts
+from .pair_rules import all_pair_counts, as_pairs
 
 __all__ = ["DistributedLossWrapper", "DistributedMinerWrapper", "DistributedFeatureBasis", "gather_global",
            "sum_over_ranks"]
@@ -172,10 +173,10 @@ class DistributedLossWrapper(torch.nn.Module):
                 raise ValueError("labels and indices_tuple cannot both be None")
             if ref_emb is None:  # against the global batch itself: the kernels skip the self pairs
                 rows = loss._rows(refs, ref_labels_all, None, None, None, (begin, begin + embeddings.shape[0]))
-                n_pos, n_neg = _all_pair_counts(ref_labels_all, None, self_mode=True)
+                n_pos, n_neg = all_pair_counts(ref_labels_all, None, self_mode=True)
             else:
                 rows = loss._rows(embeddings, labels, refs, ref_labels_all, None)
-                n_pos, n_neg = (_summed(c) for c in _all_pair_counts(labels, ref_labels_all, self_mode=False))
+                n_pos, n_neg = (_summed(c) for c in all_pair_counts(labels, ref_labels_all, self_mode=False))
             enough = (n_pos > 1) | (n_neg > 1)
         else:
             pairs = as_pairs(indices_tuple, embeddings.device)

@@ -31,7 +31,7 @@ def _csr(rows, cols, n_rows: int, n_refs: int, dedup: bool):
     return ptr, key - row * n_refs, key
 
 
-def _check_index(t, size: int, name: str):
+def check_index(t, size: int, name: str):
     if not isinstance(t, torch.Tensor) or t.dim() != 1 or t.dtype.is_floating_point or t.dtype == torch.bool:
         raise ValueError(f"{name} must be a 1-D integer tensor")
     if t.numel() and (int(t.min()) < 0 or int(t.max()) >= size):
@@ -45,7 +45,7 @@ def pair_lists(a1, p, a2, n, n_rows: int, n_refs: int, as_mask: bool, names=("a1
     positive and negative (ValueError). as_mask=False keeps every listed pair (PML's pair-based losses).
     """
     for t, size, name in zip((a1, p, a2, n), (n_rows, n_refs, n_rows, n_refs), names):
-        _check_index(t, size, name)
+        check_index(t, size, name)
     if a1.numel() != p.numel() or a2.numel() != n.numel():
         raise ValueError(f"{names[0]}/{names[1]} and {names[2]}/{names[3]} must pair up (equal lengths)")
     pos_ptr, pos_cols, pos_key = _csr(a1, p, n_rows, n_refs, as_mask)

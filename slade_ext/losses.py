@@ -1,5 +1,5 @@
 """Drop-in replacements for pytorch-metric-learning's MultiSimilarityLoss and ContrastiveLoss on fused kernels, and
-its NTXentLoss in tiles (slade_ext.ntxent).
+its NTXentLoss and TripletMarginLoss in blocks of rows (slade_ext.block_losses).
 
     from slade_ext import losses          # instead of: from pytorch_metric_learning import losses
     loss = losses.MultiSimilarityLoss(alpha=2, beta=50, base=0.5)(embeddings, labels, indices_tuple)
@@ -23,22 +23,13 @@ from __future__ import annotations
 
 import torch
 
-from . import loss_ops, ntxent
-from ._compat import check_forward_inputs, fused_or_fallback, pml_twin
+from . import loss_ops
+from ._compat import check_forward_inputs, fused_or_fallback
+from .block_losses import NTXentLoss, TripletMarginLoss
 from .ops import check_number
+from .pair_rules import all_pair_counts, as_pairs
 
-__all__ = ["MultiSimilarityLoss", "ContrastiveLoss", "NTXentLoss"]
-
-
-def _all_pair_counts(labels, ref_labels, self_mode: bool):
-    """(n_pos, n_neg) of PML's get_all_pairs_indices as 0-dim int64 tensors, in O((N + M) log M) and without
-    data-dependent shapes (torch.compile(fullgraph=True) traces it)."""
-    ref = labels if self_mode else ref_labels
-    sorted_ref = torch.sort(ref.long()).values
-    query = labels.long()
-    same = (torch.searchsorted(sorted_ref, query, right=True) - torch.searchsorted(sorted_ref, query)).sum()
-    n, m = labels.shape[0], ref.shape[0]
-    return (same - n if self_mode else same), n * m - same
+__all__ = ["MultiSimilarityLoss", "ContrastiveLoss", "NTXentLoss", "TripletMarginLoss"]
 
 
 def _all_pair_lists_without_self_pairs(labels):
@@ -104,7 +95,7 @@ class _FusedPairLoss(torch.nn.Module):
             lists, counts = _all_pair_lists_without_self_pairs(labels)
         elif indices_tuple is None:
             # PML: `if all(len(x) <= 1 for x in indices_tuple): return zero losses`, as a tensor condition
-            n_pos, n_neg = _all_pair_counts(labels, ref_labels, self_mode)
+            n_pos, n_neg = all_pair_counts(labels, ref_labels, self_mode)
             rows = self._rows(embeddings, labels, ref_emb, ref_labels, None)
             return torch.where((n_pos > 1) | (n_neg > 1), self._reduce(rows, embeddings), (embeddings * 0).sum())
         else:
@@ -118,16 +109,6 @@ class _FusedPairLoss(torch.nn.Module):
         rows = self._rows(embeddings, labels, ref_emb, ref_labels, lists)
         return self._reduce(rows, embeddings)
 
-
-
-def as_pairs(indices_tuple, device):
-    """A miner's (a, p, n) or (a1, p, a2, n) as (a1, p, a2, n) on `device` (PML's convert_to_pairs)."""
-    if not isinstance(indices_tuple, (tuple, list)) or len(indices_tuple) not in (3, 4):
-        raise ValueError("indices_tuple must be (anchors, positives, negatives) or (a1, p, a2, n)")
-    if len(indices_tuple) == 3:
-        a, p, n = indices_tuple
-        indices_tuple = (a, p, a, n)
-    return tuple(torch.as_tensor(t).to(device) for t in indices_tuple)
 
 
 class MultiSimilarityLoss(_FusedPairLoss):
@@ -184,69 +165,3 @@ def combine_parts(num, den):
     """sum of num / den where den > 0 (exact 0 elsewhere), as tensor conditions (no data-dependent branch)."""
     return torch.where(den > 0, num / den.clamp(min=1), torch.zeros_like(num)).sum()
 
-
-class NTXentLoss(torch.nn.Module):
-    """PML's NTXentLoss(temperature=0.07) (InfoNCE; SimCLR's loss when each label marks two views), computed in
-    blocks of rows whose backward recomputes them (slade_ext.ntxent): memory grows with N, not N x M or pairs x
-    pairs, so a batch of 8,192 fits where PML's asks for hundreds of GB.
-
-    forward(embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None) as PML, with its pair rules:
-    all pairs from the labels ((i, i) is no pair when ref_labels *is* labels) or a miner's tuple (pairs counted as
-    often as listed); 0 when there are no positive or no negative pairs, or at most one of each.
-    distance: None (cosine) or any PML distance object, which computes each block itself (so every option of it
-    holds). tile_rows: rows per block (None: as many as fit 2^22 similarities). Other PML options (reducer,
-    regularizers) and a distance that collects stats fall back to PML's class with one FallbackWarning.
-    """
-
-    def __init__(self, temperature=0.07, distance=None, tile_rows=None, **pml_options):
-        super().__init__()
-        self.temperature = check_number(temperature, "temperature", positive=True)
-        if distance is not None and not (callable(distance) and hasattr(distance, "is_inverted")):
-            raise TypeError(f"distance must be None or a pytorch-metric-learning distance, got {distance!r}")
-        if tile_rows is not None and (isinstance(tile_rows, bool) or not isinstance(tile_rows, int)
-                                      or tile_rows < 1):
-            raise ValueError(f"tile_rows must be a positive int or None, got {tile_rows!r}")
-        self.distance, self.tile_rows, self.fallback = distance, tile_rows, None
-        reason = None
-        if pml_options:
-            reason = f"option(s) {', '.join(sorted(pml_options))} have no tiled path"
-        elif getattr(distance, "collect_stats", False):
-            reason = "a distance with collect_stats=True records per-call stats, which blocks would split"
-        if reason is not None:
-            kwargs = dict(temperature=self.temperature, **pml_options)
-            if distance is not None:
-                kwargs["distance"] = distance
-            self.fallback = pml_twin("losses", "NTXentLoss", kwargs, reason)
-
-    def fused(self) -> bool:
-        """Whether this instance runs the tiled path (not PML's class through the fallback)."""
-        return self.fallback is None
-
-    def forward(self, embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None):
-        if self.fallback is not None:
-            return self.fallback(embeddings, labels, indices_tuple, ref_emb, ref_labels)
-        if labels is None and indices_tuple is None:
-            raise ValueError("labels and indices_tuple cannot both be None")
-        drop_self = ref_emb is None or ref_labels is labels  # PML's get_all_pairs_indices rule
-        labels, ref_labels = check_forward_inputs(
-            embeddings, labels, ref_emb, ref_labels, labels_required=indices_tuple is None
-        )
-        ref = embeddings if ref_emb is None else ref_emb
-        if indices_tuple is None:
-            ref_labels = labels if ref_labels is None else ref_labels
-            n_pos, n_neg = (int(c) for c in _all_pair_counts(labels, ref_labels, drop_self))
-            pairs = ntxent.label_pairs(labels, ref_labels, drop_self)
-        else:
-            a1, p, a2, n = as_pairs(indices_tuple, embeddings.device)
-            names = ("indices_tuple[0]", "indices_tuple[1]", "indices_tuple[-2]", "indices_tuple[-1]")
-            lists = loss_ops.pair_lists(a1, p, a2, n, embeddings.shape[0], ref.shape[0], False, names)
-            n_pos, n_neg = a1.numel(), a2.numel()
-            pairs = ntxent.listed_pairs(*lists)
-        if n_pos == 0 or n_neg == 0 or max(n_pos, n_neg) <= 1:  # PML returns zero losses then
-            return (embeddings * 0).sum()
-        if self.distance is None:
-            embeddings, ref, logits = ntxent.cosine_logits(embeddings, ref)
-        else:
-            logits = ntxent.distance_logits(self.distance)
-        total = ntxent.nt_xent_sum(embeddings, ref, logits, self.temperature, pairs, self.tile_rows)
-        return (total / n_pos).to(embeddings.dtype)

@@ -1,6 +1,7 @@
-"""slade_ext.losses.NTXentLoss against pytorch-metric-learning's NTXentLoss: values and gradients for all pairs,
-cross-batch and detached references, miner tuples (pairs, triplets, duplicates), every PML distance option, blocks
-of any size, half inputs; PML's zero-loss rules; the memory it keeps for backward; the fallback and the errors."""
+"""slade_ext.losses.NTXentLoss and TripletMarginLoss (the block losses) against pytorch-metric-learning's: values
+and gradients for all pairs, cross-batch and detached references, miner tuples (pairs, triplets, duplicates), every
+PML distance option, blocks of any size, half inputs; PML's zero-loss rules; the memory they keep for backward;
+all triplets past 2^31; the fallback and the errors."""
 from __future__ import annotations
 
 import warnings
@@ -34,10 +35,14 @@ def make_inputs(n, n_classes, d=16, seed=0, dtype=torch.float64, device="cpu"):
     return emb.to(device), torch.randint(0, n_classes, (n,), generator=g).to(device)
 
 
-def both(distance_name, temperature=0.1, tile_rows=None):
-    ours = losses.NTXentLoss(temperature, distance=DISTANCES[distance_name](), tile_rows=tile_rows)
+LOSSES = {"NTXentLoss": {"temperature": 0.1}, "TripletMarginLoss": {"margin": 0.2}}
+
+
+def both(distance_name, name="NTXentLoss", tile_rows=None, **kwargs):
+    kwargs = dict(LOSSES[name], **kwargs)
+    ours = getattr(losses, name)(distance=DISTANCES[distance_name](), tile_rows=tile_rows, **kwargs)
     distance = DISTANCES[distance_name]()
-    pml = pml_losses.NTXentLoss(temperature, **({} if distance is None else {"distance": distance}))
+    pml = getattr(pml_losses, name)(**kwargs, **({} if distance is None else {"distance": distance}))
     return ours, pml
 
 
@@ -70,21 +75,23 @@ def compare(ours_fn, pml_fn, emb, labels=None, indices_tuple=None, ref_emb=None,
 
 @pytest.mark.parametrize("distance", list(DISTANCES))
 @pytest.mark.parametrize("tile_rows", [None, 1, 7])
-def test_all_pairs_equal_pml(distance, tile_rows, device):
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_all_pairs_equal_pml(name, distance, tile_rows, device):
     emb, labels = make_inputs(48, 6, device=device)
     with warnings.catch_warnings():
         warnings.simplefilter("error", FallbackWarning)  # every distance option runs the tiled path
-        ours, pml = both(distance, tile_rows=tile_rows)
+        ours, pml = both(distance, name, tile_rows=tile_rows)
         assert ours.fused()
         value = compare(ours, pml, emb, labels, rtol=1e-6 if "unnormalised" in distance else 1e-9)
     assert value > 0
 
 
 @pytest.mark.parametrize("tile_rows", [None, 5])
-def test_references_equal_pml(tile_rows, device):
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_references_equal_pml(name, tile_rows, device):
     emb, labels = make_inputs(30, 5, device=device)
     ref, ref_labels = make_inputs(41, 5, seed=1, device=device)
-    ours, pml = both("default", tile_rows=tile_rows)
+    ours, pml = both("default", name, tile_rows=tile_rows)
     compare(ours, pml, emb, labels, ref_emb=ref, ref_labels=ref_labels)
     # the detached-reference call: PML drops (i, i) because ref_labels is labels
     value = compare(ours, pml, emb, labels, detached_ref=True)
@@ -92,9 +99,10 @@ def test_references_equal_pml(tile_rows, device):
 
 
 @pytest.mark.parametrize("tile_rows", [None, 3])
-def test_miner_tuples_equal_pml(tile_rows, device):
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_miner_tuples_equal_pml(name, tile_rows, device):
     emb, labels = make_inputs(40, 5, device=device)
-    ours, pml = both("default", tile_rows=tile_rows)
+    ours, pml = both("default", name, tile_rows=tile_rows)
     pairs = pml_miners.MultiSimilarityMiner(0.1)(emb, labels)
     assert pairs[0].numel() > 1 and pairs[2].numel() > 1
     compare(ours, pml, emb, labels, pairs)
@@ -121,7 +129,8 @@ def test_simclr_views_and_ties(device):
 
 
 @pytest.mark.parametrize("case", ["single class", "all distinct", "one pair each", "label -1", "no pairs listed"])
-def test_pml_zero_rules(case, device):
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_pml_zero_rules(name, case, device):
     emb, labels = make_inputs(12, 3, device=device)
     indices_tuple = None
     if case == "single class":  # no negatives: PML returns 0
@@ -136,14 +145,16 @@ def test_pml_zero_rules(case, device):
     else:
         empty = torch.empty(0, dtype=torch.int64, device=device)
         indices_tuple = (empty, empty, empty, empty)
-    ours, pml = both("default")
+    ours, pml = both("default", name)
     value = compare(ours, pml, emb, labels, indices_tuple)
-    assert (value > 0) == (case == "label -1")
+    # PML's NTXentLoss is 0 with at most one pair of each kind; its TripletMarginLoss has one triplet then
+    assert (value > 0) == (case == "label -1" or (case == "one pair each" and name == "TripletMarginLoss"))
 
 
-def test_half_precision_and_non_contiguous(device):
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_half_precision_and_non_contiguous(name, device):
     emb, labels = make_inputs(64, 8, d=32, dtype=torch.float32, device=device)
-    ours, pml = both("default")
+    ours, pml = both("default", name)
     for dtype in (torch.bfloat16, torch.float16):
         half = emb.to(dtype)
         value = ours(half, labels)
@@ -158,7 +169,8 @@ def test_half_precision_and_non_contiguous(device):
         torch.testing.assert_close(value.float(), pml(emb, labels), rtol=2e-2, atol=2e-2)
 
 
-def test_backward_keeps_no_block_of_the_matrix():
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_backward_keeps_no_block_of_the_matrix(name):
     """What autograd keeps for backward is the inputs (O(N d)), not the N x N similarities (16 MiB here)."""
     n, d = 2048, 16
     emb, labels = make_inputs(n, n // 2, d=d, dtype=torch.float32)
@@ -170,14 +182,14 @@ def test_backward_keeps_no_block_of_the_matrix():
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        value = losses.NTXentLoss(tile_rows=256)(emb, labels)
+        value = getattr(losses, name)(tile_rows=256)(emb, labels)
     assert sum(saved.values()) < 4 * n * d * 4  # a few copies of the embeddings at most
     value.backward()
     assert emb.grad is not None and torch.isfinite(emb.grad).all()
-    # PML's keeps the whole matrix (and its (pairs x pairs) mask) for backward
+    # PML's keeps the whole matrix, or one index per pair or triplet, for backward
     saved.clear()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        pml_losses.NTXentLoss()(emb[:512], labels[:512])
+        getattr(pml_losses, name)()(emb[:512], labels[:512])
     assert sum(saved.values()) > 512 * 512 * 4
 
 
@@ -234,3 +246,45 @@ def test_the_efficient_distributed_wrapper_names_what_it_supports():
     # one process: the plain wrapper is the loss itself
     torch.testing.assert_close(DistributedLossWrapper(losses.NTXentLoss())(emb, labels),
                                losses.NTXentLoss()(emb, labels))
+
+
+def test_all_triplets_past_two_to_the_31():
+    """1,400 x 1,400 x 1,400 > 2^31 (PML #688): all 686M triplets of two classes, against an anchor-by-anchor sum."""
+    n = 1400
+    emb, labels = make_inputs(n, 2, d=8, dtype=torch.float64)
+    emb.requires_grad_(True)
+    value = losses.TripletMarginLoss(margin=0.1)(emb, labels)
+    value.backward()
+    with torch.no_grad():
+        dist = torch.cdist(torch.nn.functional.normalize(emb, dim=1), torch.nn.functional.normalize(emb, dim=1))
+        total, count = 0.0, 0
+        for a in range(n):
+            positive, negative = labels == labels[a], labels != labels[a]
+            positive[a] = False
+            violation = (dist[a, positive][:, None] - dist[a, negative][None, :] + 0.1).relu()
+            total, count = total + float(violation.sum()), count + int((violation > 0).sum())
+    assert count > 2 ** 28
+    torch.testing.assert_close(value.detach(), torch.tensor(total / count, dtype=torch.float64))
+    assert torch.isfinite(emb.grad).all() and emb.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kwargs, option", [({"swap": True}, "swap"), ({"smooth_loss": True}, "smooth_loss"),
+                                            ({"triplets_per_anchor": 5}, "triplets_per_anchor")])
+def test_triplet_options_without_a_block_path_fall_back(kwargs, option):
+    emb, labels = make_inputs(24, 4)
+    with pytest.warns(FallbackWarning, match=option):
+        ours = losses.TripletMarginLoss(0.1, **kwargs)
+    assert not ours.fused()
+    if option != "triplets_per_anchor":  # random sampling differs call by call
+        torch.testing.assert_close(ours(emb, labels), pml_losses.TripletMarginLoss(0.1, **kwargs)(emb, labels))
+
+
+def test_bad_triplets_name_the_argument():
+    emb, labels = make_inputs(10, 3)
+    loss = losses.TripletMarginLoss()
+    with pytest.raises(ValueError, match=r"indices_tuple\[2\]"):
+        loss(emb, labels, (torch.tensor([0]), torch.tensor([1]), torch.tensor([10])))
+    with pytest.raises(ValueError, match="equal lengths"):
+        loss(emb, labels, (torch.tensor([0, 1]), torch.tensor([1]), torch.tensor([2])))
+    with pytest.raises(ValueError, match="margin"):
+        losses.TripletMarginLoss(margin=float("inf"))

@@ -1,0 +1,145 @@
+"""PML's NTXentLoss and TripletMarginLoss computed in blocks of query rows (slade_ext.row_blocks), re-exported by
+slade_ext.losses. Memory grows with N, not with N x M or the pairs x pairs / N x M x M masks PML builds.
+
+forward(embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None) as PML, with its pair rules: all
+pairs (or triplets) from the labels, (i, i) no positive when ref_labels *is* labels; or a miner's tuple, every listed
+pair or triplet counted as often as listed. distance: None (the loss's PML default, computed without PML) or any PML
+distance object, which computes each block itself. tile_rows: rows per block (None: from a memory budget). Other PML
+options (a reducer, a regulariser), a distance with collect_stats, and the options a block cannot express fall back
+to PML's own class with one FallbackWarning per instance.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import loss_ops, ntxent, row_blocks, triplet
+from ._compat import check_forward_inputs, pml_twin
+from .ops import check_number
+from .pair_rules import all_pair_counts, as_pairs
+
+__all__ = ["NTXentLoss", "TripletMarginLoss"]
+
+_TUPLE_NAMES = ("indices_tuple[0]", "indices_tuple[1]", "indices_tuple[-2]", "indices_tuple[-1]")
+
+
+class _BlockLoss(torch.nn.Module):
+    """Shared plumbing: settings checks, the PML fallback, the pair rules and the distance's blocks."""
+
+    default_distance = "cosine"  # row_blocks.default_blocks kind
+
+    def __init__(self, distance, tile_rows, pml_args: dict, unsupported: list, pml_options: dict):
+        super().__init__()
+        if distance is not None and not (callable(distance) and hasattr(distance, "is_inverted")):
+            raise TypeError(f"distance must be None or a pytorch-metric-learning distance, got {distance!r}")
+        if tile_rows is not None and (isinstance(tile_rows, bool) or not isinstance(tile_rows, int)
+                                      or tile_rows < 1):
+            raise ValueError(f"tile_rows must be a positive int or None, got {tile_rows!r}")
+        self.distance, self.tile_rows, self.fallback = distance, tile_rows, None
+        reasons = list(unsupported)
+        if pml_options:
+            reasons.append(f"option(s) {', '.join(sorted(pml_options))} have no block path")
+        if getattr(distance, "collect_stats", False):
+            reasons.append("a distance with collect_stats=True records per-call stats, which blocks would split")
+        if reasons:
+            kwargs = dict(pml_args, **pml_options)
+            if distance is not None:
+                kwargs["distance"] = distance
+            self.fallback = pml_twin("losses", type(self).__name__, kwargs, "; ".join(reasons))
+
+    def fused(self) -> bool:
+        """Whether this instance runs the block path (not PML's class through the fallback)."""
+        return self.fallback is None
+
+    def forward(self, embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None):
+        if self.fallback is not None:
+            return self.fallback(embeddings, labels, indices_tuple, ref_emb, ref_labels)
+        if labels is None and indices_tuple is None:
+            raise ValueError("labels and indices_tuple cannot both be None")
+        drop_self = ref_emb is None or ref_labels is labels  # PML's get_all_pairs_indices rule
+        labels, ref_labels = check_forward_inputs(
+            embeddings, labels, ref_emb, ref_labels, labels_required=indices_tuple is None
+        )
+        ref = embeddings if ref_emb is None else ref_emb
+        if indices_tuple is not None:
+            indices_tuple = tuple(torch.as_tensor(t).to(embeddings.device) for t in self._check_tuple(indices_tuple))
+        elif ref_labels is None:
+            ref_labels = labels
+        if self.distance is None:
+            emb, ref, block = row_blocks.default_blocks(embeddings, ref, self.default_distance)
+            inverted = self.default_distance == "cosine"
+        else:
+            emb, block, inverted = embeddings, row_blocks.distance_blocks(self.distance), self.distance.is_inverted
+        return self._loss(emb, ref, block, inverted, labels, ref_labels, drop_self, indices_tuple).to(
+            embeddings.dtype)
+
+    @staticmethod
+    def _check_tuple(indices_tuple):
+        if not isinstance(indices_tuple, (tuple, list)) or len(indices_tuple) not in (3, 4):
+            raise ValueError("indices_tuple must be (anchors, positives, negatives) or (a1, p, a2, n)")
+        return indices_tuple
+
+    def _loss(self, emb, ref, block, inverted, labels, ref_labels, drop_self, indices_tuple):
+        raise NotImplementedError
+
+
+def _pair_masks(emb, ref, labels, ref_labels, drop_self, indices_tuple):
+    """(masks, n_pos, n_neg): the block masks of all pairs from the labels, or of a miner's pairs."""
+    if indices_tuple is None:
+        n_pos, n_neg = (int(c) for c in all_pair_counts(labels, ref_labels, drop_self))
+        return row_blocks.label_masks(labels, ref_labels, drop_self), n_pos, n_neg
+    a1, p, a2, n = as_pairs(indices_tuple, emb.device)
+    lists = loss_ops.pair_lists(a1, p, a2, n, emb.shape[0], ref.shape[0], False, _TUPLE_NAMES)
+    return row_blocks.listed_masks(*lists, ref.shape[0]), a1.numel(), a2.numel()
+
+
+class NTXentLoss(_BlockLoss):
+    """PML's NTXentLoss(temperature=0.07) (InfoNCE; SimCLR's loss when each label marks two views; slade_ext.ntxent):
+    the mean over positive pairs; 0 without positive or negative pairs, or with at most one of each (PML's rules).
+    A SimCLR batch of 8,192 fits where PML's asks for hundreds of GB."""
+
+    def __init__(self, temperature=0.07, distance=None, tile_rows=None, **pml_options):
+        self.temperature = check_number(temperature, "temperature", positive=True)
+        super().__init__(distance, tile_rows, {"temperature": self.temperature}, [], pml_options)
+
+    def _loss(self, emb, ref, block, inverted, labels, ref_labels, drop_self, indices_tuple):
+        masks, n_pos, n_neg = _pair_masks(emb, ref, labels, ref_labels, drop_self, indices_tuple)
+        if n_pos == 0 or n_neg == 0 or max(n_pos, n_neg) <= 1:  # PML returns zero losses then
+            return (emb * 0).sum()
+        return ntxent.nt_xent_sum(emb, ref, block, inverted, self.temperature, masks, self.tile_rows) / n_pos
+
+
+class TripletMarginLoss(_BlockLoss):
+    """PML's TripletMarginLoss(margin=0.05) with its AvgNonZeroReducer (slade_ext.triplet): the mean of
+    relu(d_ap - d_an + margin) over the triplets where it is positive, 0 without any. All triplets of the labels
+    never exist as a tensor (PML's N x M x M mask); a miner's pairs make PML's triplets (each positive pair with each
+    negative pair of its anchor), its triplets are used as listed. swap, smooth_loss and a number of
+    triplets_per_anchor (random sampling) run PML's class."""
+
+    default_distance = "l2"
+
+    def __init__(self, margin=0.05, swap=False, smooth_loss=False, triplets_per_anchor="all", distance=None,
+                 tile_rows=None, **pml_options):
+        self.margin = check_number(margin, "margin")
+        args = {"margin": self.margin, "swap": swap, "smooth_loss": smooth_loss,
+                "triplets_per_anchor": triplets_per_anchor}
+        unsupported = [f"{name}={value!r} has no block path" for name, value in
+                       (("swap", swap), ("smooth_loss", smooth_loss)) if value]
+        if triplets_per_anchor != "all":
+            unsupported.append(f"triplets_per_anchor={triplets_per_anchor!r} (random sampling) has no block path")
+        super().__init__(distance, tile_rows, args, unsupported, pml_options)
+
+    def _loss(self, emb, ref, block, inverted, labels, ref_labels, drop_self, indices_tuple):
+        if indices_tuple is not None and len(indices_tuple) == 3:
+            a, p, n = indices_tuple
+            for t, size, name in zip((a, p, n), (emb.shape[0], ref.shape[0], ref.shape[0]),
+                                     ("indices_tuple[0]", "indices_tuple[1]", "indices_tuple[2]")):
+                loss_ops.check_index(t, size, name)
+            if not (a.numel() == p.numel() == n.numel()):
+                raise ValueError("indices_tuple's anchors, positives and negatives must have equal lengths")
+            total, count = triplet.listed_triplet_sums(emb, ref, block, inverted, self.margin, a.long(), p.long(),
+                                                       n.long(), self.tile_rows)
+        else:
+            masks, _, _ = _pair_masks(emb, ref, labels, ref_labels, drop_self, indices_tuple)
+            total, count = triplet.all_triplet_sums(emb, ref, block, inverted, self.margin, masks, self.tile_rows)
+        # AvgNonZeroReducer: the mean of the positive losses, an attached 0 without any
+        return torch.where(count > 0, total / count.clamp(min=1), (emb * 0).sum())

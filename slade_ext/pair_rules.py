@@ -1,0 +1,25 @@
+"""PML's pair rules shared by the losses: how many pairs get_all_pairs_indices finds, and a miner's tuple as pairs."""
+from __future__ import annotations
+
+import torch
+
+
+def all_pair_counts(labels, ref_labels, self_mode: bool):
+    """(n_pos, n_neg) of PML's get_all_pairs_indices as 0-dim int64 tensors, in O((N + M) log M) and without
+    data-dependent shapes (torch.compile(fullgraph=True) traces it)."""
+    ref = labels if self_mode else ref_labels
+    sorted_ref = torch.sort(ref.long()).values
+    query = labels.long()
+    same = (torch.searchsorted(sorted_ref, query, right=True) - torch.searchsorted(sorted_ref, query)).sum()
+    n, m = labels.shape[0], ref.shape[0]
+    return (same - n if self_mode else same), n * m - same
+
+
+def as_pairs(indices_tuple, device):
+    """A miner's (a, p, n) or (a1, p, a2, n) as (a1, p, a2, n) on `device` (PML's convert_to_pairs)."""
+    if not isinstance(indices_tuple, (tuple, list)) or len(indices_tuple) not in (3, 4):
+        raise ValueError("indices_tuple must be (anchors, positives, negatives) or (a1, p, a2, n)")
+    if len(indices_tuple) == 3:
+        a, p, n = indices_tuple
+        indices_tuple = (a, p, a, n)
+    return tuple(torch.as_tensor(t).to(device) for t in indices_tuple)

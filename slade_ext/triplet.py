@@ -1,0 +1,63 @@
+"""Triplet margin loss in blocks of anchor rows (slade_ext.row_blocks): the computation behind
+slade_ext.losses.TripletMarginLoss. PML's builds every triplet of the batch as an N x M x M mask and then lists
+them (past 2^31 entries it fails, PML issue #688); the mean over triplets needs neither.
+
+With u the distance (minus the similarity for a similarity) and x = u_ap + margin, an anchor's loss over its
+negatives is sum_n relu(x - u_an) = c(x) * x - S(x), where c(x) counts the negatives with u_an < x and S(x) sums
+their u_an: one sort of the anchor's negatives and a binary search per positive, O(M log M) per anchor instead of
+O(P x M). c(x) summed over positives is how many triplets have a non-zero loss (PML's AvgNonZeroReducer divides
+by it). Listed pairs carry their multiplicities, so a miner's pairs give PML's triplets (every positive pair with
+every negative pair of the same anchor). Sums are in float64: c * x - S cancels.
+"""
+from __future__ import annotations
+
+import torch
+
+from .row_blocks import block_rows, summed_over_blocks
+
+TILE_ELEMENTS = 1 << 20  # a block holds a few float64 copies of itself
+
+
+def _signed(raw, inverted: bool):
+    u = raw.to(torch.float64)
+    return -u if inverted else u
+
+
+def all_triplet_sums(emb, ref, block, inverted: bool, margin: float, masks, tile_rows: int | None = None):
+    """(sum of relu(u_ap - u_an + margin) over all triplets, number of them with a positive loss): every positive
+    p and negative n of each anchor, weighted by the pairs' multiplicities. block(query, ref) -> the distance (or
+    similarity) block; masks(begin, n_block) -> the block's (positive, negative) multiplicities."""
+
+    def block_sums(query, r, begin: int):
+        u = _signed(block(query, r), inverted)
+        pos, neg = (m.to(u.dtype) for m in masks(begin, u.shape[0]))
+        sorted_u, order = torch.where(neg > 0, u, float("inf")).sort(dim=1)
+        weight = neg.gather(1, order)
+        zero = u.new_zeros(u.shape[0], 1)
+        below_count = torch.cat([zero, weight.cumsum(1)], 1)  # [:, k]: weight of the k smallest negatives
+        below_sum = torch.cat([zero, (weight * torch.where(weight > 0, sorted_u, 0)).cumsum(1)], 1)
+        x = u + margin
+        k = torch.searchsorted(sorted_u.detach(), x.detach().contiguous())  # negatives with u_an < x
+        count = below_count.gather(1, k)
+        per_positive = torch.where(pos > 0, pos * (count * x - below_sum.gather(1, k)), 0)
+        return per_positive.sum(), (pos * count).sum().detach()
+
+    rows = block_rows(emb.shape[0], ref.shape[0], tile_rows, TILE_ELEMENTS)
+    return summed_over_blocks(emb, ref, block_sums, rows)
+
+
+def listed_triplet_sums(emb, ref, block, inverted: bool, margin: float, anchors, positives, negatives,
+                        tile_rows: int | None = None):
+    """The same sums over a miner's triplets (a, p, n), each counted as often as listed."""
+    order = torch.argsort(anchors, stable=True)
+    anchors, positives, negatives = anchors[order], positives[order], negatives[order]
+
+    def block_sums(query, r, begin: int):
+        u = _signed(block(query, r), inverted)
+        lo, hi = torch.searchsorted(anchors, torch.tensor([begin, begin + u.shape[0]], device=anchors.device))
+        a = anchors[lo:hi] - begin
+        loss = torch.relu(u[a, positives[lo:hi]] - u[a, negatives[lo:hi]] + margin)
+        return loss.sum(), (loss > 0).sum().to(u.dtype)
+
+    rows = block_rows(emb.shape[0], ref.shape[0], tile_rows, TILE_ELEMENTS)
+    return summed_over_blocks(emb, ref, block_sums, rows)
