@@ -22,11 +22,13 @@ if SIZES == "tiny":
     CROSS = [(64, 512)]
     TRIPLET = [64]
     NTXENT, NTXENT_LARGE = [64], [256]
+    UNCLUSTERED = [128]
 elif SIZES == "full":
     SQUARE = [1024, 2048, 4096] + ([8192, 65536] if DEVICE.type == "cuda" else [])
     CROSS = [(256, 16384)]
     TRIPLET = [512, 1024]
     NTXENT, NTXENT_LARGE = [256, 512], [8192]
+    UNCLUSTERED = [4096]
 else:
     raise ValueError(f"SLADE_BENCH_SIZES must be 'tiny' or 'full', got {SIZES!r}")
 
@@ -42,6 +44,14 @@ def clustered(n: int, seed: int = 0, sigma: float = 0.1):
     centres = torch.nn.functional.normalize(torch.randn(n_classes, DIM, generator=g), dim=1)
     emb = centres[labels] + sigma * torch.randn(n, DIM, generator=g)
     return emb.to(DEVICE), labels.to(DEVICE)
+
+
+def unclustered(n: int, seed: int = 0):
+    """Embeddings of an untrained model: random unit vectors, N/8 labels of 8. Nearly every negative is hard, so the
+    miners' output approaches N*M pairs (early training looks like this)."""
+    g = torch.Generator().manual_seed(seed)
+    emb = torch.nn.functional.normalize(torch.randn(n, DIM, generator=g), dim=1)
+    return emb.to(DEVICE), (torch.arange(n) % max(n // 8, 1)).to(DEVICE)
 
 
 def two_views(n: int, seed: int = 0, sigma: float = 0.3):

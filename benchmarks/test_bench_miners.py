@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from cases import CROSS, IMPLS, SQUARE, TRIPLET, clustered, cross_batch, expect_same_pairs
+from cases import CROSS, IMPLS, SQUARE, TRIPLET, UNCLUSTERED, clustered, cross_batch, expect_same_pairs, unclustered
 
 from slade_ext import miners, reference
 
@@ -40,6 +40,14 @@ def run_miner(run_case, group, name, impl, kwargs, distance, *inputs):
 def test_miner(run_case, name, n, impl):
     _, kwargs, distance = MINERS[name]
     run_miner(run_case, f"{name} N={n}", name, impl, kwargs, distance, *clustered(n))
+
+
+@pytest.mark.parametrize("impl", ["slade_ext", "pml"])  # the output is most of N*M pairs
+@pytest.mark.parametrize("n", UNCLUSTERED)
+@pytest.mark.parametrize("name", list(MINERS))
+def test_miner_unclustered(run_case, name, n, impl):
+    _, kwargs, distance = MINERS[name]
+    run_miner(run_case, f"{name} N={n} (unclustered)", name, impl, kwargs, distance, *unclustered(n))
 
 
 @pytest.mark.parametrize("impl", IMPLS)
