@@ -4,6 +4,7 @@
   reproduce it (then the module falls back to PML's own class).
 - `pml_twin` builds that PML class, warning once per module instance (FallbackWarning).
 - `check_forward_inputs` validates the PML forward arguments with messages naming them.
+- `DropInLoss` is the losses' PML forward: PML's twin when the instance fell back, else the instance's own path.
 """
 from __future__ import annotations
 
@@ -152,3 +153,22 @@ def check_forward_inputs(embeddings, labels, ref_emb, ref_labels, labels_require
             raise ValueError("ref_labels was given without ref_emb")
         ref_labels = _check_labels(ref_labels, ref_emb.shape[0], "ref_labels", embeddings.device)
     return labels, ref_labels
+
+
+class DropInLoss(torch.nn.Module):
+    """forward(embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None) as PML's losses: PML's
+    twin when `self.fallback` (set by every subclass's __init__) holds one, else `self._own_forward(...)`."""
+
+    def fused(self) -> bool:
+        """Whether this instance runs slade_ext's own path (not PML's class through the fallback)."""
+        return self.fallback is None
+
+    def forward(self, embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None):
+        if self.fallback is not None:
+            return self.fallback(embeddings, labels, indices_tuple, ref_emb, ref_labels)
+        if labels is None and indices_tuple is None:
+            raise ValueError("labels and indices_tuple cannot both be None")
+        return self._own_forward(embeddings, labels, indices_tuple, ref_emb, ref_labels)
+
+    def _own_forward(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
+        raise NotImplementedError

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from . import loss_ops, ntxent, row_blocks, triplet
-from ._compat import check_forward_inputs, pml_twin
+from ._compat import DropInLoss, check_forward_inputs, pml_twin
 from .ops import check_number
 from .pair_rules import all_pair_counts, as_pairs
 
@@ -22,7 +22,7 @@ __all__ = ["NTXentLoss", "TripletMarginLoss"]
 _TUPLE_NAMES = ("indices_tuple[0]", "indices_tuple[1]", "indices_tuple[-2]", "indices_tuple[-1]")
 
 
-class _BlockLoss(torch.nn.Module):
+class _BlockLoss(DropInLoss):
     """Shared plumbing: settings checks, the PML fallback, the pair rules and the distance's blocks."""
 
     default_distance = "cosine"  # row_blocks.default_blocks kind
@@ -46,15 +46,7 @@ class _BlockLoss(torch.nn.Module):
                 kwargs["distance"] = distance
             self.fallback = pml_twin("losses", type(self).__name__, kwargs, "; ".join(reasons))
 
-    def fused(self) -> bool:
-        """Whether this instance runs the block path (not PML's class through the fallback)."""
-        return self.fallback is None
-
-    def forward(self, embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None):
-        if self.fallback is not None:
-            return self.fallback(embeddings, labels, indices_tuple, ref_emb, ref_labels)
-        if labels is None and indices_tuple is None:
-            raise ValueError("labels and indices_tuple cannot both be None")
+    def _own_forward(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
         drop_self = ref_emb is None or ref_labels is labels  # PML's get_all_pairs_indices rule
         labels, ref_labels = check_forward_inputs(
             embeddings, labels, ref_emb, ref_labels, labels_required=indices_tuple is None

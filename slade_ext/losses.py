@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 
 from . import loss_ops
-from ._compat import check_forward_inputs, fused_or_fallback
+from ._compat import DropInLoss, check_forward_inputs, fused_or_fallback
 from .block_losses import NTXentLoss, TripletMarginLoss
 from .ops import check_number
 from .pair_rules import all_pair_counts, as_pairs
@@ -47,7 +47,7 @@ def _all_pair_lists_without_self_pairs(labels):
     return tuple(lists), (lists[1].numel(), lists[3].numel())
 
 
-class _FusedPairLoss(torch.nn.Module):
+class _FusedPairLoss(DropInLoss):
     """Shared plumbing: distance mapping, the PML fallback, input checks, pair lists and the 'too few pairs' rule."""
 
     default_distance = "cosine"
@@ -73,15 +73,7 @@ class _FusedPairLoss(torch.nn.Module):
         num, den = self._parts(rows)
         return combine_parts(num, den).to(embeddings.dtype)
 
-    def fused(self) -> bool:
-        """Whether this instance runs the fused kernels (not PML's class through the fallback)."""
-        return self.fallback is None
-
-    def forward(self, embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None):
-        if self.fallback is not None:
-            return self.fallback(embeddings, labels, indices_tuple, ref_emb, ref_labels)
-        if labels is None and indices_tuple is None:
-            raise ValueError("labels and indices_tuple cannot both be None")
+    def _own_forward(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
         same_emb = ref_emb is None or ref_emb is embeddings
         same_labels = ref_emb is None or ref_labels is labels  # PML's get_all_pairs_indices rule
         labels, ref_labels = check_forward_inputs(
