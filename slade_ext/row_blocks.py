@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-TILE_ELEMENTS = 1 << 22  # similarities per block: 16 MiB in float32
+TILE_ELEMENTS = 1 << 20  # similarities per block: 4 MiB in float32, about 20 such temporaries at the peak
 
 
 def block_rows(n_rows: int, n_refs: int, tile_rows: int | None = None, tile_elements: int = TILE_ELEMENTS) -> int:
@@ -22,8 +22,8 @@ def block_rows(n_rows: int, n_refs: int, tile_rows: int | None = None, tile_elem
 
 def summed_over_blocks(emb, ref, block_fn, rows: int):
     """The sum over blocks of block_fn(query_rows, ref, begin) (a tuple of 0-dim tensors), each block recomputed
-    in backward instead of kept."""
-    grad = torch.is_grad_enabled() and (emb.requires_grad or ref.requires_grad)
+    in backward instead of kept. A single block is kept: recomputing it would not lower the peak."""
+    grad = torch.is_grad_enabled() and (emb.requires_grad or ref.requires_grad) and rows < emb.shape[0]
     totals = None
     for begin in range(0, emb.shape[0], rows):
         query = emb[begin:begin + rows]
