@@ -15,7 +15,7 @@ import torch
 from . import loss_ops, ntxent, row_blocks, triplet
 from ._compat import DropInLoss, check_forward_inputs, pml_twin
 from .ops import check_number
-from .pair_rules import all_pair_counts, as_pairs
+from .pair_rules import all_pair_counts, as_pairs, as_tensors
 
 __all__ = ["NTXentLoss", "TripletMarginLoss"]
 
@@ -53,7 +53,7 @@ class _BlockLoss(DropInLoss):
         )
         ref = embeddings if ref_emb is None else ref_emb
         if indices_tuple is not None:
-            indices_tuple = tuple(torch.as_tensor(t).to(embeddings.device) for t in self._check_tuple(indices_tuple))
+            indices_tuple = as_tensors(indices_tuple, embeddings.device)
         elif ref_labels is None:
             ref_labels = labels
         if self.distance is None:
@@ -63,12 +63,6 @@ class _BlockLoss(DropInLoss):
             emb, block, inverted = embeddings, row_blocks.distance_blocks(self.distance), self.distance.is_inverted
         return self._loss(emb, ref, block, inverted, labels, ref_labels, drop_self, indices_tuple).to(
             embeddings.dtype)
-
-    @staticmethod
-    def _check_tuple(indices_tuple):
-        if not isinstance(indices_tuple, (tuple, list)) or len(indices_tuple) not in (3, 4):
-            raise ValueError("indices_tuple must be (anchors, positives, negatives) or (a1, p, a2, n)")
-        return indices_tuple
 
     def _loss(self, emb, ref, block, inverted, labels, ref_labels, drop_self, indices_tuple):
         raise NotImplementedError

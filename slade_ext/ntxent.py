@@ -31,7 +31,9 @@ def nt_xent_sum(emb, ref, block, inverted: bool, temperature: float, masks, tile
         pos, neg = masks(begin, s.shape[0])
         # A row without negatives gets a finite floor, not -inf: its terms are then exactly 0 with zero gradient.
         floor = torch.finfo(s.dtype).min
-        lse = torch.where(neg > 0, s + neg.to(s.dtype).clamp(min=1).log(), floor).logsumexp(1, keepdim=True)
+        # listed negatives count as often as listed: log of the multiplicity (a label mask counts once)
+        weighted = s if neg.dtype == torch.bool else s + neg.to(s.dtype).clamp(min=1).log()
+        lse = torch.where(neg > 0, weighted, floor).logsumexp(1, keepdim=True)
         per_pair = -torch.log(torch.exp(-F.softplus(lse - s)) + tiny)
         return (torch.where(pos > 0, per_pair * pos.to(s.dtype), 0).sum(),)
 

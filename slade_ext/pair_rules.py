@@ -15,11 +15,17 @@ def all_pair_counts(labels, ref_labels, self_mode: bool):
     return (same - n if self_mode else same), n * m - same
 
 
-def as_pairs(indices_tuple, device):
-    """A miner's (a, p, n) or (a1, p, a2, n) as (a1, p, a2, n) on `device` (PML's convert_to_pairs)."""
+def as_tensors(indices_tuple, device):
+    """A miner's (a, p, n) or (a1, p, a2, n), checked for its form, as tensors on `device`."""
     if not isinstance(indices_tuple, (tuple, list)) or len(indices_tuple) not in (3, 4):
         raise ValueError("indices_tuple must be (anchors, positives, negatives) or (a1, p, a2, n)")
+    return tuple(torch.as_tensor(t).to(device) for t in indices_tuple)
+
+
+def as_pairs(indices_tuple, device):
+    """A miner's (a, p, n) or (a1, p, a2, n) as (a1, p, a2, n) on `device` (PML's convert_to_pairs)."""
+    indices_tuple = as_tensors(indices_tuple, device)
     if len(indices_tuple) == 3:
         a, p, n = indices_tuple
         indices_tuple = (a, p, a, n)
-    return tuple(torch.as_tensor(t).to(device) for t in indices_tuple)
+    return indices_tuple

@@ -1,5 +1,5 @@
 """The tables of results/ABLATION.md, generated from the studies' JSON files (python -m slade.pipeline.ablation writes
-them: variant -> seed -> metrics). The page's prose is written by hand; each table sits between two markers and is
+them: seed -> model -> metrics). The page's prose is written by hand; each table sits between two markers and is
 rewritten from the files the opening marker names:
 
     <!-- begin summary ablation.json -->            mean +- std over seeds per model, then the unlabeled pairs
@@ -52,7 +52,8 @@ def table(per_seed: dict, variants) -> str:
     for name in variants:
         cells = []
         for key, fmt in PAIR_COLUMNS:
-            values = [per_seed[s]["pairs"][name][key] for s in per_seed if key in per_seed[s].get("pairs", {}).get(name, {})]
+            seen = [per_seed[s].get("pairs", {}).get(name, {}) for s in per_seed]
+            values = [pairs[key] for pairs in seen if key in pairs]
             cells.append(format(statistics.mean(values), fmt) if values else "-")
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
