@@ -3,6 +3,12 @@
 
 #include "slade/common.h"
 
+#include <cstdint>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 namespace slade {
 
 PairInputs prepare_pair_inputs(const at::Tensor& emb, const c10::optional<at::Tensor>& labels,
@@ -63,6 +69,22 @@ Tile make_tile(const PairInputs& in, int64_t begin, const at::Tensor& sim) {
   tile.ref_labels = in.ref_labels;
   tile.exclude_self = in.self;
   return tile;
+}
+
+at::Tensor empty_indices(int64_t n, const at::Device& device) {
+  auto out = at::empty({n}, at::TensorOptions().dtype(at::kLong).device(device));
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHugePage = uintptr_t(2) << 20;
+  const uintptr_t bytes = uintptr_t(n) * sizeof(int64_t);
+  if (device.is_cpu() && bytes >= 2 * kHugePage) {
+    // The whole huge pages inside the allocation; where THP is off the call fails and default pages remain.
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(out.data_ptr());
+    const uintptr_t first = (begin + kHugePage - 1) & ~(kHugePage - 1);
+    const uintptr_t last = (begin + bytes) & ~(kHugePage - 1);
+    if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+  }
+#endif
+  return out;
 }
 
 }  // namespace slade

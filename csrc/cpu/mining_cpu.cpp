@@ -1,13 +1,15 @@
 // CPU epilogues of the mining family (csrc/common/mining.cpp): pair mining and confident-pair selection, batch-hard
-// triplets (one per anchor) and triplet-margin triplets (all qualifying, capped). Rows are split into fixed chunks
-// so results do not depend on the number of threads.
+// triplets (one per anchor) and triplet-margin triplets (all qualifying, capped). Every output is written at
+// offsets counted first, so results do not depend on the number of threads.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #include "epilogue_utils.h"
+#include "slade/drivers.h"
 #include "slade/rules.h"
 #include "slade/tiles.h"
 
@@ -19,10 +21,13 @@ using detail::LabelView;
 
 // ---- pair mining / selection ----------------------------------------------------------------------------------
 
-// Each chunk of rows computes its rows' extrema when the rule needs them, then selects in one pass into
-// chunk-local buffers (ascending j per row); the buffers are copied to the outputs at the chunks' offsets, so the
-// order is row-major and independent of the number of threads. kInverted and kKind are template arguments so the
-// inner loop carries no per-element rule or distance branch.
+// Two passes over the tile's rows. The first finds each row's extrema (when the rule needs them), applies the rule
+// once per pair and keeps the verdict as one byte (bit 0: positive, bit 1: negative) with the row's counts. A
+// prefix sum gives every row its offset in outputs allocated once at their final size, and the second pass writes
+// each row's pairs there (ascending j) from the bytes. The order is row-major and independent of the number of
+// threads, and every index is written once: on unclustered embeddings nearly all N x M pairs qualify, and writing
+// them is most of the op's time. kInverted and kKind are template arguments so the inner loops carry no
+// per-element rule or distance branch.
 template <typename T, bool kInverted, PairRuleKind kKind>
 void mine_pairs_rows(const Tile& tile, const PairRule& rule, std::array<at::Tensor, 4>& out) {
   const int64_t b = tile.sim.size(0), m = tile.sim.size(1);
@@ -31,60 +36,60 @@ void mine_pairs_rows(const Tile& tile, const PairRule& rule, std::array<at::Tens
   PairRule fixed = rule;
   fixed.kind = kKind;
   fixed.inverted = kInverted;
-  const int64_t n_chunks = (b + kRowChunk - 1) / kRowChunk;
-  struct Selected {
-    std::vector<int64_t> pos_a, pos_j, neg_a, neg_j;
-  };
-  std::vector<Selected> chunks(n_chunks);
-  at::parallel_for(0, n_chunks, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-      Selected& out_c = chunks[c];
-      for (int64_t i = c * kRowChunk; i < std::min(b, (c + 1) * kRowChunk); ++i) {
-        const int64_t gi = tile.row_begin + i, li = lab.row(i);
-        const int64_t self_j = tile.exclude_self ? gi : -1;
-        const T* row = sim + i * m;
-        auto extrema = RowExtrema<T>::empty();
-        if (kKind == PairRuleKind::MultiSimilarity) {
-          for (int64_t j = 0; j < m; ++j) {
-            const int64_t lj = lab.ref(j);
-            extrema.add(closeness_value(row[j], kInverted), is_pos_candidate(li, lj, j == self_j),
-                        is_neg_candidate(li, lj));
-          }
-        }
+  std::vector<uint8_t> verdict(size_t(b) * size_t(m));
+  std::vector<int64_t> pos_at(b + 1, 0), neg_at(b + 1, 0);
+  at::parallel_for(0, b, kRowChunk, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t li = lab.row(i), self_j = tile.exclude_self ? tile.row_begin + i : -1;
+      const T* row = sim + i * m;
+      auto extrema = RowExtrema<T>::empty();
+      if (kKind == PairRuleKind::MultiSimilarity) {
         for (int64_t j = 0; j < m; ++j) {
-          bool pos, neg;
-          select_pair(fixed, closeness_value(row[j], kInverted), li, lab.ref(j), j == self_j, extrema, pos, neg);
-          if (pos) {
-            out_c.pos_a.push_back(gi);
-            out_c.pos_j.push_back(j);
-          }
-          if (neg) {
-            out_c.neg_a.push_back(gi);
-            out_c.neg_j.push_back(j);
-          }
+          const int64_t lj = lab.ref(j);
+          extrema.add(closeness_value(row[j], kInverted), is_pos_candidate(li, lj, j == self_j),
+                      is_neg_candidate(li, lj));
         }
       }
+      uint8_t* row_verdict = verdict.data() + i * m;
+      int64_t n_pos = 0, n_neg = 0;
+      for (int64_t j = 0; j < m; ++j) {
+        bool pos, neg;
+        select_pair(fixed, closeness_value(row[j], kInverted), li, lab.ref(j), j == self_j, extrema, pos, neg);
+        row_verdict[j] = uint8_t(pos) | uint8_t(neg << 1);
+        n_pos += pos;
+        n_neg += neg;
+      }
+      pos_at[i + 1] = n_pos;
+      neg_at[i + 1] = n_neg;
     }
   });
-  std::vector<int64_t> pos_at(n_chunks + 1, 0), neg_at(n_chunks + 1, 0);
-  for (int64_t c = 0; c < n_chunks; ++c) {
-    pos_at[c + 1] = pos_at[c] + int64_t(chunks[c].pos_j.size());
-    neg_at[c + 1] = neg_at[c] + int64_t(chunks[c].neg_j.size());
+  for (int64_t i = 0; i < b; ++i) {
+    pos_at[i + 1] += pos_at[i];
+    neg_at[i + 1] += neg_at[i];
   }
-  auto long_opts = tile.sim.options().dtype(at::kLong);
   for (int k = 0; k < 2; ++k) {
-    out[k] = at::empty({pos_at[n_chunks]}, long_opts);
-    out[k + 2] = at::empty({neg_at[n_chunks]}, long_opts);
+    out[k] = empty_indices(pos_at[b], tile.sim.device());
+    out[k + 2] = empty_indices(neg_at[b], tile.sim.device());
   }
-  std::array<int64_t*, 4> dst{out[0].data_ptr<int64_t>(), out[1].data_ptr<int64_t>(), out[2].data_ptr<int64_t>(),
-                              out[3].data_ptr<int64_t>()};
-  at::parallel_for(0, n_chunks, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-      const Selected& sel = chunks[c];
-      std::copy(sel.pos_a.begin(), sel.pos_a.end(), dst[0] + pos_at[c]);
-      std::copy(sel.pos_j.begin(), sel.pos_j.end(), dst[1] + pos_at[c]);
-      std::copy(sel.neg_a.begin(), sel.neg_a.end(), dst[2] + neg_at[c]);
-      std::copy(sel.neg_j.begin(), sel.neg_j.end(), dst[3] + neg_at[c]);
+  int64_t *pos_a = out[0].data_ptr<int64_t>(), *pos_j = out[1].data_ptr<int64_t>();
+  int64_t *neg_a = out[2].data_ptr<int64_t>(), *neg_j = out[3].data_ptr<int64_t>();
+  at::parallel_for(0, b, kRowChunk, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t gi = tile.row_begin + i;
+      const uint8_t* row_verdict = verdict.data() + i * m;
+      int64_t p = pos_at[i], n = neg_at[i];
+      if (p == pos_at[i + 1] && n == neg_at[i + 1]) continue;
+      for (int64_t j = 0; j < m; ++j) {
+        const uint8_t v = row_verdict[j];
+        if (v & 1) {
+          pos_a[p] = gi;
+          pos_j[p++] = j;
+        }
+        if (v & 2) {
+          neg_a[n] = gi;
+          neg_j[n++] = j;
+        }
+      }
     }
   });
 }
@@ -168,7 +173,6 @@ std::array<at::Tensor, 3> mine_triplets_tile(const Tile& tile, const TripletRule
   const int64_t b = tile.sim.size(0), m = tile.sim.size(1);
   const int64_t* row_labels = tile.row_labels.data_ptr<int64_t>();
   const int64_t* ref_labels = tile.ref_labels.data_ptr<int64_t>();
-  auto opts = tile.sim.options().dtype(at::kLong);
   std::array<at::Tensor, 3> out;
   AT_DISPATCH_FLOATING_TYPES(tile.sim.scalar_type(), "mine_triplets_tile", [&] {
     const scalar_t* sim = tile.sim.data_ptr<scalar_t>();
@@ -198,7 +202,7 @@ std::array<at::Tensor, 3> mine_triplets_tile(const Tile& tile, const TripletRule
       for (int64_t i = i0; i < i1; ++i) visit_row(i, pos, neg, [&](int64_t, int64_t) { ++counts[i + 1]; });
     });
     for (int64_t i = 0; i < b; ++i) counts[i + 1] += counts[i];
-    for (auto& t : out) t = at::empty({counts[b]}, opts);
+    for (auto& t : out) t = empty_indices(counts[b], tile.sim.device());
     int64_t *a = out[0].data_ptr<int64_t>(), *p = out[1].data_ptr<int64_t>(), *n = out[2].data_ptr<int64_t>();
     at::parallel_for(0, b, 1, [&](int64_t i0, int64_t i1) {
       std::vector<int64_t> pos, neg;

@@ -265,6 +265,27 @@ def test_outputs_span_several_cpu_tiles(device):
         assert_miner_matches(device, miner, emb, lab, ref_emb, ref_lab, **MINERS[miner])
 
 
+@pytest.mark.parametrize("name,kwargs", [("multi_similarity", dict(epsilon=0.1, distance="cosine")),
+                                         ("pair_margin", dict(pos_margin=1.5, neg_margin=1.8, distance="l2"))])
+def test_dense_outputs_span_several_cpu_tiles_and_ignore_threads(device, name, kwargs):
+    if device != "cpu":
+        pytest.skip("CPU tiling and threads; the CUDA tiling is test_miner_spanning_several_cuda_tiles")
+    # Random unit vectors, as an untrained model gives: most pairs qualify (millions of the 6.25M), over two
+    # CPU tiles (4M values hold 1677 rows of M = 2500), so the outputs of each tile are gathered.
+    g = torch.Generator().manual_seed(3)
+    emb = torch.nn.functional.normalize(torch.randn(2500, 16, generator=g), dim=1)
+    lab = torch.randint(0, 300, (2500,), generator=g)
+    got = assert_miner_matches(device, name, emb, lab, None, None, **kwargs)
+    assert got[2].numel() > 0.8 * 2500 * 2500
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one_thread = op(name)(emb, lab, None, None, **kwargs)
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(got, one_thread))
+
+
 # Several CUDA tiles: rows_per_tile = 2^26 // M < N, so the second tile starts at row_begin > 0 (and, against
 # itself, excludes (i, i) by global index).
 LARGE_CASES = [("ref_40000", 2048, 40_000, 4000), ("self_10000", 10_000, None, 2000)]

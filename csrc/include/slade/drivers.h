@@ -37,7 +37,14 @@ int64_t check_query_range(int64_t query_begin, int64_t query_end, int64_t n, boo
 // query_begin), so outputs and the self-pair test use emb's row numbers.
 Tile make_tile(const PairInputs& in, int64_t begin, const at::Tensor& sim);
 
-// Concatenates per-tile index tensors position by position (empty int64 tensors on `device` when none).
+// An uninitialised int64 tensor of n elements for an op's indices. On CPU (Linux), one of a few MiB or more asks the
+// kernel for transparent huge pages before it is first written: on unclustered embeddings the miners write ~N * M
+// pairs (263 MB at N = 4096), and faulting in fresh 4 KiB pages took ~2.5x as long as the writes themselves
+// (benchmarks/RESULTS.md, "Miners on unclustered embeddings"). PyTorch does this for all its allocations under
+// THP_MEM_ALLOC_ENABLE=1; this does it for our outputs only.
+at::Tensor empty_indices(int64_t n, const at::Device& device);
+
+// Concatenates per-tile int64 index tensors position by position (empty ones on `device` when there are none).
 template <size_t K>
 std::array<at::Tensor, K> concat_tiles(const std::vector<std::array<at::Tensor, K>>& parts, const at::Device& device) {
   std::array<at::Tensor, K> out;
@@ -45,7 +52,14 @@ std::array<at::Tensor, K> concat_tiles(const std::vector<std::array<at::Tensor, 
     std::vector<at::Tensor> pieces;
     pieces.reserve(parts.size());
     for (const auto& p : parts) pieces.push_back(p[k]);
-    out[k] = pieces.empty() ? at::empty({0}, at::TensorOptions().dtype(at::kLong).device(device)) : at::cat(pieces);
+    if (pieces.size() == 1) {  // returned as it is: copying a large output costs as much as writing it
+      out[k] = pieces[0];
+    } else {
+      int64_t n = 0;
+      for (const auto& p : pieces) n += p.numel();
+      out[k] = empty_indices(n, device);
+      if (n > 0) at::cat_out(out[k], pieces);
+    }
   }
   return out;
 }
