@@ -30,6 +30,7 @@ _PML_DEFINING_MODULES = {
     ("losses", "TripletMarginLoss"): "pytorch_metric_learning.losses.triplet_margin_loss",
     ("distances", "CosineSimilarity"): "pytorch_metric_learning.distances.cosine_similarity",
     ("distances", "LpDistance"): "pytorch_metric_learning.distances.lp_distance",
+    ("distances", "DotProductSimilarity"): "pytorch_metric_learning.distances.dot_product_similarity",
 }
 
 
@@ -59,16 +60,17 @@ def pml_class(module_name: str, class_name: str):
 
 
 def fused_distance(distance, default: str) -> str | None:
-    """"cosine" for PML's CosineSimilarity(), "l2" for LpDistance(normalize_embeddings=True, p=2, power=1),
-    `default` for None, else None (not fusable)."""
+    """"cosine" for PML's CosineSimilarity() and DotProductSimilarity(normalize_embeddings=True) (the same
+    matrix: PML's CosineSimilarity is that DotProductSimilarity), "l2" for LpDistance(normalize_embeddings=True,
+    p=2, power=1), `default` for None, else None (not fusable)."""
     if distance is None:
         return default
     if not pml_available():
         return None
-    CosineSimilarity = pml_class("distances", "CosineSimilarity")
+    similarities = (pml_class("distances", "CosineSimilarity"), pml_class("distances", "DotProductSimilarity"))
     LpDistance = pml_class("distances", "LpDistance")
     plain = getattr(distance, "p", None) == 2 and getattr(distance, "power", None) == 1
-    if type(distance) is CosineSimilarity and plain:
+    if type(distance) in similarities and plain and distance.normalize_embeddings:
         return "cosine"
     if type(distance) is LpDistance and plain and distance.normalize_embeddings:
         return "l2"
@@ -96,7 +98,8 @@ def fused_or_fallback(module_name: str, owner, distance, pml_options: dict):
     if pml_options:
         reason = f"option(s) {', '.join(sorted(pml_options))} have no fused kernel"
     elif fused is None:
-        reason = f"distance {distance!r} has no fused kernel (only CosineSimilarity and normalised LpDistance p=2)"
+        reason = (f"distance {distance!r} has no fused kernel (only CosineSimilarity, normalised DotProductSimilarity "
+                  "and normalised LpDistance p=2)")
     if reason is None:
         return fused, None
     kwargs = dict(owner._pml_args(), **pml_options)

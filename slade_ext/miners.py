@@ -16,8 +16,8 @@ composed here (module `_SelfPairs` below), exactly, with one dense exception: Mu
 call (or ref_emb *being* embeddings with a ref_labels object of other values) computes PML's rule on the full
 N x M matrix, because its row thresholds then see (i, i) on both sides (docs/architecture.md).
 Default distances as PML: cosine for MultiSimilarityMiner, L2 of normalised embeddings for the others.
-`distance=` takes PML's CosineSimilarity() or LpDistance() (normalised, p=2, power=1); any other distance or PML
-option falls back to PML's own miner with one FallbackWarning per instance.
+`distance=` takes PML's CosineSimilarity(), DotProductSimilarity() (normalised) or LpDistance() (normalised, p=2,
+power=1); any other distance or PML option falls back to PML's own miner with one FallbackWarning per instance.
 Plus ConfidentPairMiner: SLADE's confident-pair selection (docs/method.md), same calling convention.
 """
 from __future__ import annotations

@@ -34,15 +34,23 @@ LOSSES = [
     ("ContrastiveLoss", {}),
     ("ContrastiveLoss", {"pos_margin": 0.3, "neg_margin": 0.8}),
     ("ContrastiveLoss", {"pos_margin": 0.9, "neg_margin": 0.2, "distance": "cosine"}),
+    ("ContrastiveLoss", {"pos_margin": 0.9, "neg_margin": 0.2, "distance": "dot normalised"}),
+    ("MultiSimilarityLoss", {"distance": "dot normalised"}),
 ]
-DISTANCES = {"cosine": lambda: pml_distances.CosineSimilarity(), "l2": lambda: pml_distances.LpDistance()}
+DISTANCES = {"cosine": lambda: pml_distances.CosineSimilarity(), "l2": lambda: pml_distances.LpDistance(),
+             # PML's CosineSimilarity is this DotProductSimilarity: both run the fused "cosine" kernels
+             "dot normalised": lambda: pml_distances.DotProductSimilarity()}
 
 
 def build(name, kwargs):
     kwargs = dict(kwargs)
     if "distance" in kwargs:
         kwargs["distance"] = DISTANCES[kwargs["distance"]]()
-    return getattr(losses, name)(**kwargs), getattr(pml_losses, name)(**kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FallbackWarning)  # every option of LOSSES has the fused path
+        ours = getattr(losses, name)(**kwargs)
+    assert ours.fallback is None
+    return ours, getattr(pml_losses, name)(**kwargs)
 
 
 def to(device, x):
@@ -177,7 +185,7 @@ def test_unsupported_options_fall_back_once():
         value = ours(emb, labels)
     torch.testing.assert_close(value, pml_losses.ContrastiveLoss(reducer=reducers.MeanReducer())(emb, labels))
     with pytest.warns(FallbackWarning, match="distance"):
-        losses.MultiSimilarityLoss(distance=pml_distances.DotProductSimilarity())
+        losses.MultiSimilarityLoss(distance=pml_distances.DotProductSimilarity(normalize_embeddings=False))
 
 
 # ---- the fused ops themselves -----------------------------------------------------------------------------------
@@ -329,7 +337,7 @@ def test_fallback_finds_pml_class_when_pml_namespace_is_patched(monkeypatch, nam
     fallback recurse: it builds PML's own X from its defining module. monkeypatch undoes the patch."""
     original = getattr(pml_losses, name)
     monkeypatch.setattr(pml_losses, name, getattr(losses, name))
-    distance = pml_distances.DotProductSimilarity()
+    distance = pml_distances.DotProductSimilarity(normalize_embeddings=False)
     with pytest.warns(FallbackWarning):
         ours = getattr(losses, name)(distance=distance)
     assert type(ours.fallback) is original

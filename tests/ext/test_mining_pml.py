@@ -130,13 +130,17 @@ MINER_ARGS = [
 DISTANCES = {
     "default": lambda: None,
     "cosine": lambda: pml_distances.CosineSimilarity(),
+    "dot normalised": lambda: pml_distances.DotProductSimilarity(),  # CosineSimilarity's matrix: fused as "cosine"
     "l2": lambda: pml_distances.LpDistance(),
 }
 
 
 def run_both(name, kwargs, distance, emb, labels, ref_emb=None, ref_labels=None):
     extra = {} if distance == "default" else {"distance": DISTANCES[distance]()}
-    ours = getattr(miners, name)(**kwargs, **extra)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FallbackWarning)  # every option here has the fused path
+        ours = getattr(miners, name)(**kwargs, **extra)
+    assert ours.fallback is None
     theirs = getattr(pml_miners, name)(**kwargs, **extra)
     return ours(emb, labels, ref_emb, ref_labels), theirs(emb, labels, ref_emb, ref_labels)
 
@@ -191,13 +195,14 @@ def test_miner_half_inputs_are_mined_in_float32(device, name, kwargs, dtype):
 
 def test_unsupported_distance_falls_back_to_pml_with_one_warning():
     emb, labels = miner_inputs(40, 4)
+    unnormalised = pml_distances.DotProductSimilarity(normalize_embeddings=False)
     with pytest.warns(FallbackWarning, match="distance"):
-        miner = miners.MultiSimilarityMiner(distance=pml_distances.DotProductSimilarity())
+        miner = miners.MultiSimilarityMiner(distance=unnormalised)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # later calls stay silent
         ours = miner(emb, labels)
         ours_again = miner(emb, labels)
-    theirs = pml_miners.MultiSimilarityMiner(distance=pml_distances.DotProductSimilarity())(emb, labels)
+    theirs = pml_miners.MultiSimilarityMiner(distance=unnormalised)(emb, labels)
     assert_same_output(ours, theirs)
     assert_same_output(ours_again, theirs)
 
@@ -238,7 +243,7 @@ def test_fallback_finds_pml_class_when_pml_namespace_is_patched(monkeypatch, nam
     still builds PML's own X (from its defining module) instead of recursing into ours. monkeypatch undoes it."""
     original = getattr(pml_miners, name)
     monkeypatch.setattr(pml_miners, name, getattr(miners, name))
-    distance = pml_distances.DotProductSimilarity()
+    distance = pml_distances.DotProductSimilarity(normalize_embeddings=False)
     with pytest.warns(FallbackWarning):
         ours = getattr(miners, name)(distance=distance)
     assert type(ours.fallback) is original
