@@ -3,7 +3,11 @@
 
 #include "slade/common.h"
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <fstream>
+#include <string>
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -85,6 +89,58 @@ at::Tensor empty_indices(int64_t n, const at::Device& device) {
   }
 #endif
   return out;
+}
+
+namespace {
+
+// The first number in `path` (a /proc or /sys file), or -1 when it cannot be read ("max" included).
+int64_t read_number(const char* path, const std::string& key = "") {
+  std::ifstream file(path);
+  std::string word;
+  while (file >> word) {
+    if (!key.empty() && word != key) continue;
+    if (!key.empty() && !(file >> word)) return -1;
+    try {
+      return std::stoll(word);
+    } catch (const std::exception&) {
+      return -1;
+    }
+  }
+  return -1;
+}
+
+}  // namespace
+
+int64_t host_output_budget() {
+  int64_t budget = -1;
+#if defined(__linux__)
+  const int64_t available_kb = read_number("/proc/meminfo", "MemAvailable:");
+  if (available_kb >= 0) budget = available_kb * 1024;
+  const int64_t limit = read_number("/sys/fs/cgroup/memory.max"), used = read_number("/sys/fs/cgroup/memory.current");
+  if (limit >= 0 && used >= 0 && (budget < 0 || limit - used < budget)) budget = std::max<int64_t>(limit - used, 0);
+#endif
+  if (const char* cap = std::getenv("SLADE_EXT_MAX_OUTPUT_BYTES")) {
+    int64_t value = -1;
+    try {
+      value = std::stoll(cap);
+    } catch (const std::exception&) {
+    }
+    TORCH_CHECK_VALUE(value >= 0, "SLADE_EXT_MAX_OUTPUT_BYTES must be a number of bytes >= 0, got \"", cap, "\"");
+    if (budget < 0 || value < budget) budget = value;
+  }
+  return budget;
+}
+
+void check_output_budget(const char* op, int64_t bytes, int64_t tiles_done, int64_t n_tiles, int64_t budget) {
+  // Several tiles are concatenated at the end, so their outputs are needed twice.
+  const int64_t needed = n_tiles > 1 ? 2 * bytes : bytes;
+  if (budget < 0 || needed <= budget) return;
+  const double gib = double(int64_t(1) << 30);
+  TORCH_CHECK_WITH(OutOfMemoryError, false, op, ": the selected indices of the first ", tiles_done, " of ", n_tiles,
+                   " row tiles already need ", needed / gib, " GiB, more than the ", budget / gib,
+                   " GiB of memory available (SLADE_EXT_MAX_OUTPUT_BYTES can lower the limit). Stopped before "
+                   "taking it: thresholds that select fewer pairs, or fewer query rows per call (query_rows), "
+                   "make the output fit.");
 }
 
 }  // namespace slade

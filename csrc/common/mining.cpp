@@ -32,7 +32,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> mine_multi_similarity
   auto in = prepare_pair_inputs(emb, labels, ref_emb, ref_labels, /*labels_required=*/true, nullptr, "labels",
                                 query_begin, query_end);
   auto epilogue = [&](const Tile& t) { return SLADE_TILE_DISPATCH(mine_pairs_tile, t, rule); };
-  return as_tuple(mine_all_tiles<4>(in, epilogue));
+  return as_tuple(mine_all_tiles<4>(in, "mine_multi_similarity", epilogue));
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> mine_pair_margin(
@@ -48,7 +48,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> mine_pair_margin(
   auto in = prepare_pair_inputs(emb, labels, ref_emb, ref_labels, /*labels_required=*/true, nullptr, "labels",
                                 query_begin, query_end);
   auto epilogue = [&](const Tile& t) { return SLADE_TILE_DISPATCH(mine_pairs_tile, t, rule); };
-  return as_tuple(mine_all_tiles<4>(in, epilogue));
+  return as_tuple(mine_all_tiles<4>(in, "mine_pair_margin", epilogue));
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> mine_batch_hard(const at::Tensor& emb, const at::Tensor& labels,
@@ -61,7 +61,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mine_batch_hard(const at::Tensor&
   // The L2 distance of unit vectors, sqrt(2 - 2 s), decreases with the cosine similarity s, so the hardest
   // positive / negative is the same pair under either distance: compare similarities and skip a sqrt per pair.
   auto epilogue = [&](const Tile& t) { return SLADE_TILE_DISPATCH(mine_batch_hard_tile, t, /*inverted=*/true); };
-  return as_tuple(mine_all_tiles<3>(in, epilogue));
+  return as_tuple(mine_all_tiles<3>(in, "mine_batch_hard", epilogue));
 }
 
 TripletType parse_triplet_type(const std::string& name) {
@@ -90,7 +90,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mine_triplet_margin(const at::Ten
   auto in = prepare_pair_inputs(emb, labels, ref_emb, ref_labels, /*labels_required=*/true, nullptr, "labels",
                                 query_begin, query_end);
   auto epilogue = [&](const Tile& t) { return SLADE_TILE_DISPATCH(mine_triplets_tile, t, rule); };
-  return as_tuple(mine_all_tiles<3>(in, epilogue));
+  return as_tuple(mine_all_tiles<3>(in, "mine_triplet_margin", epilogue));
 }
 
 // ---- confident-pair selection (docs/method.md): basis projection, similarity tiles and thresholds in one pass ------
@@ -118,7 +118,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> select_confident_pair
             in.rows.new_empty({0}, at::kLong)};
   }
   auto epilogue = [&](const Tile& t) { return SLADE_TILE_DISPATCH(mine_pairs_tile, t, rule); };
-  auto out = mine_all_tiles<4>(in, epilogue);
+  auto out = mine_all_tiles<4>(in, "select_confident_pairs", epilogue);
   return {out[0], out[1], out[2], out[3]};
 }
 

@@ -286,6 +286,29 @@ def test_dense_outputs_span_several_cpu_tiles_and_ignore_threads(device, name, k
     assert all(torch.equal(a, b) for a, b in zip(got, one_thread))
 
 
+def test_output_larger_than_the_memory_budget_stops_before_taking_it(device, monkeypatch):
+    if device != "cpu":
+        pytest.skip("the output budget is checked on the CPU (host memory)")
+    # Dense output over two CPU tiles (as above): ~6M pairs, ~190 MB of indices with their concatenation.
+    g = torch.Generator().manual_seed(3)
+    emb = torch.nn.functional.normalize(torch.randn(2500, 16, generator=g), dim=1)
+    lab = torch.randint(0, 300, (2500,), generator=g)
+    monkeypatch.setenv("SLADE_EXT_MAX_OUTPUT_BYTES", str(50 << 20))
+    with pytest.raises(torch.OutOfMemoryError, match=r"mine_multi_similarity: the selected indices of the first 1 of 2"):
+        ops.mine_multi_similarity(emb, lab, epsilon=0.1)
+    basis = torch.randn(8, 16, generator=g)
+    with pytest.raises(torch.OutOfMemoryError, match="select_confident_pairs: .* more than the 0.0488281 GiB"):
+        ops.select_confident_pairs(emb, basis, 0.5, 0.4)  # nearly every pair is a positive or a negative
+    # Under the budget the same call runs, and a sparse output of the same inputs fits a small budget.
+    monkeypatch.setenv("SLADE_EXT_MAX_OUTPUT_BYTES", str(400 << 20))
+    assert ops.mine_multi_similarity(emb, lab, epsilon=0.1)[2].numel() > 0
+    monkeypatch.setenv("SLADE_EXT_MAX_OUTPUT_BYTES", str(1 << 20))
+    assert ops.mine_batch_hard(emb, lab)[0].numel() > 2400  # one triplet per anchor that has a positive
+    monkeypatch.setenv("SLADE_EXT_MAX_OUTPUT_BYTES", "lots")
+    with pytest.raises(ValueError, match='SLADE_EXT_MAX_OUTPUT_BYTES must be a number of bytes >= 0, got "lots"'):
+        ops.mine_batch_hard(emb, lab)
+
+
 # Several CUDA tiles: rows_per_tile = 2^26 // M < N, so the second tile starts at row_begin > 0 (and, against
 # itself, excludes (i, i) by global index).
 LARGE_CASES = [("ref_40000", 2048, 40_000, 4000), ("self_10000", 10_000, None, 2000)]

@@ -64,12 +64,28 @@ std::array<at::Tensor, K> concat_tiles(const std::vector<std::array<at::Tensor, 
   return out;
 }
 
-// Runs a mining epilogue over all tiles of `in` and concatenates the results in row order.
+// Bytes of host memory an op's outputs may take: the memory available when it starts (Linux: MemAvailable, within
+// a cgroup v2 limit), or SLADE_EXT_MAX_OUTPUT_BYTES when that is set and smaller; -1 when neither is known.
+int64_t host_output_budget();
+
+// Stops `op` with torch.OutOfMemoryError, before the memory is taken, once the outputs of its first `tiles_done`
+// of `n_tiles` tiles (`bytes`) plus their concatenation would exceed `budget` (host_output_budget; -1: no check).
+void check_output_budget(const char* op, int64_t bytes, int64_t tiles_done, int64_t n_tiles, int64_t budget);
+
+// Runs a mining epilogue over all tiles of `in` and concatenates the results in row order. On the CPU the outputs
+// are checked against the memory available after every tile: thresholds that select nearly every pair of a large
+// set would otherwise fill the machine (N = 30,000: 14 GB a pair list) and end in the kernel's OOM killer.
 template <size_t K, typename Epilogue>
-std::array<at::Tensor, K> mine_all_tiles(const PairInputs& in, Epilogue&& epilogue) {
+std::array<at::Tensor, K> mine_all_tiles(const PairInputs& in, const char* op, Epilogue&& epilogue) {
   std::vector<std::array<at::Tensor, K>> parts;
+  const int64_t budget = in.rows.is_cpu() ? host_output_budget() : -1;
+  const int64_t per_tile = rows_per_tile(in.rows.size(0), in.refs.size(0), tile_budget(in.rows));
+  const int64_t n_tiles = (in.rows.size(0) + per_tile - 1) / per_tile;
+  int64_t bytes = 0;
   for_each_similarity_tile(in.rows, in.refs, tile_budget(in.rows), [&](int64_t begin, const at::Tensor& sim) {
     parts.push_back(epilogue(make_tile(in, begin, sim)));
+    for (const auto& t : parts.back()) bytes += t.numel() * int64_t(sizeof(int64_t));
+    check_output_budget(op, bytes, int64_t(parts.size()), n_tiles, budget);
   });
   return concat_tiles<K>(parts, in.rows.device());
 }
