@@ -40,7 +40,7 @@ Tile make_tile(const PairInputs& in, int64_t begin, const at::Tensor& sim);
 // An uninitialised int64 tensor of n elements for an op's indices. On CPU (Linux), one of a few MiB or more asks the
 // kernel for transparent huge pages before it is first written: on unclustered embeddings the miners write ~N * M
 // pairs (263 MB at N = 4096), and faulting in fresh 4 KiB pages took ~2.5x as long as the writes themselves
-// (benchmarks/RESULTS.md, "Miners on unclustered embeddings"). PyTorch does this for all its allocations under
+// (benchmarks/RESULTS.md, "Miner outputs written once"). PyTorch does this for all its allocations under
 // THP_MEM_ALLOC_ENABLE=1; this does it for our outputs only.
 at::Tensor empty_indices(int64_t n, const at::Device& device);
 
