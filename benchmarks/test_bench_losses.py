@@ -66,3 +66,32 @@ def test_ntxent_loss_at_simclr_batch(run_case, n, impl):
 @pytest.mark.parametrize("n", TRIPLET)
 def test_triplet_margin_loss(run_case, n, impl):
     run_loss(run_case, f"TripletMarginLoss fwd+bwd N={n} (all triplets)", "TripletMarginLoss", impl, *clustered(n))
+
+
+def cross_batch_memory_step(name, impl, emb, labels, memory, memory_labels):
+    """A function returning (loss, grad of embeddings) for one training step of a CrossBatchMemory whose memory
+    is already full (it stays full: each step overwrites the oldest rows)."""
+    module = losses if impl == "slade_ext" else pml_losses
+    xbm = module.CrossBatchMemory(getattr(module, name)(), memory.shape[1], memory_size=memory.shape[0]).to(
+        memory.device)
+    xbm.embedding_memory, xbm.label_memory = memory.clone(), memory_labels.clone()
+    xbm.has_been_filled = True
+
+    def run():
+        e = emb.detach().clone().requires_grad_()
+        loss = xbm(e, labels)
+        loss.backward()
+        return loss.detach(), e.grad
+
+    return run
+
+
+@pytest.mark.parametrize("impl", ["slade_ext", "pml"])
+@pytest.mark.parametrize("n,m", CROSS)
+@pytest.mark.parametrize("name", ["MultiSimilarityLoss", "ContrastiveLoss"])
+def test_cross_batch_memory(run_case, name, n, m, impl):
+    inputs = cross_batch(n, m)
+    expected = cross_batch_memory_step(name, "slade_ext", *inputs)()
+    check = None if impl == "slade_ext" else expect_close(expected, rtol=1e-3, atol=1e-6)
+    run_case(f"CrossBatchMemory({name}) fwd+bwd {n} x memory {m}", impl,
+             cross_batch_memory_step(name, impl, *inputs), check)

@@ -31,6 +31,11 @@ _PML_DEFINING_MODULES = {
     ("distances", "CosineSimilarity"): "pytorch_metric_learning.distances.cosine_similarity",
     ("distances", "LpDistance"): "pytorch_metric_learning.distances.lp_distance",
     ("distances", "DotProductSimilarity"): "pytorch_metric_learning.distances.dot_product_similarity",
+    ("reducers", "MeanReducer"): "pytorch_metric_learning.reducers.mean_reducer",
+    ("reducers", "SumReducer"): "pytorch_metric_learning.reducers.sum_reducer",
+    ("reducers", "AvgNonZeroReducer"): "pytorch_metric_learning.reducers.avg_non_zero_reducer",
+    ("reducers", "DoNothingReducer"): "pytorch_metric_learning.reducers.do_nothing_reducer",
+    ("reducers", "MultipleReducers"): "pytorch_metric_learning.reducers.multiple_reducers",
 }
 
 
@@ -57,6 +62,26 @@ def pml_class(module_name: str, class_name: str):
             f"{class_name} (the package namespace), not the module that defines it"
         )
     return cls
+
+
+def is_pml_reducer(reducer, *class_names: str) -> bool:
+    """Whether `reducer` is exactly (not a subclass of) one of PML's reducer classes `class_names`."""
+    return pml_available() and any(type(reducer) is pml_class("reducers", name) for name in class_names)
+
+
+def sum_reduction(reducer, default: str) -> str | None:
+    """"mean", "sum" or "avg_nonzero" when `reducer` is exactly PML's MeanReducer, SumReducer or AvgNonZeroReducer
+    (low 0, no high), `default` for None, else None. These need only a sum of the losses and a count (all of them,
+    or the non-zero ones), which the fused paths keep; any other reducer needs every loss."""
+    if reducer is None:
+        return default
+    if is_pml_reducer(reducer, "AvgNonZeroReducer") and reducer.low == 0 and reducer.high is None:
+        return "avg_nonzero"
+    if is_pml_reducer(reducer, "MeanReducer"):
+        return "mean"
+    if is_pml_reducer(reducer, "SumReducer"):
+        return "sum"
+    return None
 
 
 def fused_distance(distance, default: str) -> str | None:
@@ -90,13 +115,15 @@ def pml_twin(module_name: str, class_name: str, kwargs: dict, reason: str):
     return pml_class(module_name, class_name)(**kwargs)
 
 
-def fused_or_fallback(module_name: str, owner, distance, pml_options: dict):
+def fused_or_fallback(module_name: str, owner, distance, pml_options: dict, fused_options=()):
     """(fused distance name, None) when the fused kernels cover `owner`'s settings, else (None, PML's twin of
-    `owner`, built with owner._pml_args() plus the options, after one warning)."""
+    `owner`, built with owner._pml_args() plus the options, after one warning). `fused_options` name the options
+    the fused path honours itself; PML's twin gets them too."""
     fused = fused_distance(distance, owner.default_distance)
     reason = None
-    if pml_options:
-        reason = f"option(s) {', '.join(sorted(pml_options))} have no fused kernel"
+    unfused = sorted(set(pml_options) - set(fused_options))
+    if unfused:
+        reason = f"option(s) {', '.join(unfused)} have no fused kernel"
     elif fused is None:
         reason = (f"distance {distance!r} has no fused kernel (only CosineSimilarity, normalised DotProductSimilarity "
                   "and normalised LpDistance p=2)")

@@ -4,16 +4,17 @@ slade_ext.losses. Memory grows with N, not with N x M or the pairs x pairs / N x
 forward(embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None) as PML, with its pair rules: all
 pairs (or triplets) from the labels, (i, i) no positive when ref_labels *is* labels; or a miner's tuple, every listed
 pair or triplet counted as often as listed. distance: None (the loss's PML default, computed without PML) or any PML
-distance object, which computes each block itself. tile_rows: rows per block (None: from a memory budget). Other PML
-options (a reducer, a regulariser), a distance with collect_stats, and the options a block cannot express fall back
-to PML's own class with one FallbackWarning per instance.
+distance object, which computes each block itself. tile_rows: rows per block (None: from a memory budget). reducer:
+PML's MeanReducer, SumReducer or AvgNonZeroReducer (a sum and a count per block give them). Other PML options (another
+reducer, a regulariser), a distance with collect_stats, and the options a block cannot express fall back to PML's own
+class with one FallbackWarning per instance.
 """
 from __future__ import annotations
 
 import torch
 
 from . import loss_ops, ntxent, row_blocks, triplet
-from ._compat import DropInLoss, check_forward_inputs, pml_twin
+from ._compat import DropInLoss, check_forward_inputs, pml_twin, sum_reduction
 from .ops import check_number
 from .pair_rules import all_pair_counts, as_pairs, as_tensors
 
@@ -26,8 +27,9 @@ class _BlockLoss(DropInLoss):
     """Shared plumbing: settings checks, the PML fallback, the pair rules and the distance's blocks."""
 
     default_distance = "cosine"  # row_blocks.default_blocks kind
+    pml_default_reducer = "mean"  # _compat.sum_reduction's name of PML's default reducer for the loss
 
-    def __init__(self, distance, tile_rows, pml_args: dict, unsupported: list, pml_options: dict):
+    def __init__(self, distance, tile_rows, reducer, pml_args: dict, unsupported: list, pml_options: dict):
         super().__init__()
         if distance is not None and not (callable(distance) and hasattr(distance, "is_inverted")):
             raise TypeError(f"distance must be None or a pytorch-metric-learning distance, got {distance!r}")
@@ -38,6 +40,12 @@ class _BlockLoss(DropInLoss):
         reasons = list(unsupported)
         if pml_options:
             reasons.append(f"option(s) {', '.join(sorted(pml_options))} have no block path")
+        self.reducer, self.reduction = reducer, sum_reduction(reducer, self.pml_default_reducer)
+        if reducer is not None:
+            pml_options = dict(pml_options, reducer=reducer)
+        if self.reduction is None:
+            reasons.append(f"reducer {type(reducer).__name__} needs every loss, where blocks keep a sum and counts "
+                           "(MeanReducer, SumReducer and AvgNonZeroReducer run here)")
         if getattr(distance, "collect_stats", False):
             reasons.append("a distance with collect_stats=True records per-call stats, which blocks would split")
         if reasons:
@@ -52,27 +60,51 @@ class _BlockLoss(DropInLoss):
             embeddings, labels, ref_emb, ref_labels, labels_required=indices_tuple is None
         )
         ref = embeddings if ref_emb is None else ref_emb
+        own_columns = None
         if indices_tuple is not None:
             indices_tuple = as_tensors(indices_tuple, embeddings.device)
-        elif ref_labels is None:
-            ref_labels = labels
+        else:
+            ref_labels = labels if ref_labels is None else ref_labels
+            if drop_self:  # row i is column i
+                own_columns = torch.arange(embeddings.shape[0], device=embeddings.device)
+        return self._blocks_forward(embeddings, ref, labels, ref_labels, own_columns, indices_tuple)
+
+    def forward_against_memory(self, embeddings, labels, memory, memory_labels, own_slots):
+        """The loss over every pair of (embeddings, labels) against a memory bank that holds the batch itself at
+        rows `own_slots`, except each row's pair with its own slot: PML's CrossBatchMemory (all pairs, self
+        comparisons removed) without its pair lists."""
+        labels, memory_labels = check_forward_inputs(embeddings, labels, memory, memory_labels, True)
+        return self._blocks_forward(embeddings, memory, labels, memory_labels, own_slots.to(embeddings.device), None)
+
+    def _blocks_forward(self, embeddings, ref, labels, ref_labels, own_columns, indices_tuple):
         if self.distance is None:
             emb, ref, block = row_blocks.default_blocks(embeddings, ref, self.default_distance)
             inverted = self.default_distance == "cosine"
         else:
             emb, block, inverted = embeddings, row_blocks.distance_blocks(self.distance), self.distance.is_inverted
-        return self._loss(emb, ref, block, inverted, labels, ref_labels, drop_self, indices_tuple).to(
+        return self._loss(emb, ref, block, inverted, labels, ref_labels, own_columns, indices_tuple).to(
             embeddings.dtype)
 
-    def _loss(self, emb, ref, block, inverted, labels, ref_labels, drop_self, indices_tuple):
+    def _loss(self, emb, ref, block, inverted, labels, ref_labels, own_columns, indices_tuple):
         raise NotImplementedError
 
+    def _reduced(self, total, n_losses, n_nonzero, emb):
+        """PML's reducer from the losses' sum and counts: the sum, or the mean over all of them or over the
+        non-zero ones; an attached 0 where that count is 0."""
+        if self.reduction == "sum":
+            return total
+        count = torch.as_tensor(n_losses if self.reduction == "mean" else n_nonzero, device=total.device)
+        return torch.where(count > 0, total / count.clamp(min=1).to(total.dtype), (emb * 0).sum())
 
-def _pair_masks(emb, ref, labels, ref_labels, drop_self, indices_tuple):
-    """(masks, n_pos, n_neg): the block masks of all pairs from the labels, or of a miner's pairs."""
+
+def _pair_masks(emb, ref, labels, ref_labels, own_columns, indices_tuple):
+    """(masks, n_pos, n_neg): the block masks of all pairs from the labels but each row's own column (None: no
+    such column), or of a miner's pairs."""
     if indices_tuple is None:
-        n_pos, n_neg = (int(c) for c in all_pair_counts(labels, ref_labels, drop_self))
-        return row_blocks.label_masks(labels, ref_labels, drop_self), n_pos, n_neg
+        n_pos, n_neg = (int(c) for c in all_pair_counts(labels, ref_labels, False))
+        if own_columns is not None:
+            n_pos -= int((labels == ref_labels[own_columns]).sum())
+        return row_blocks.label_masks(labels, ref_labels, own_columns), n_pos, n_neg
     a1, p, a2, n = as_pairs(indices_tuple, emb.device)
     lists = loss_ops.pair_lists(a1, p, a2, n, emb.shape[0], ref.shape[0], False, _TUPLE_NAMES)
     return row_blocks.listed_masks(*lists, ref.shape[0]), a1.numel(), a2.numel()
@@ -83,15 +115,16 @@ class NTXentLoss(_BlockLoss):
     the mean over positive pairs; 0 without positive or negative pairs, or with at most one of each (PML's rules).
     A SimCLR batch of 8,192 fits where PML's asks for hundreds of GB."""
 
-    def __init__(self, temperature=0.07, distance=None, tile_rows=None, **pml_options):
+    def __init__(self, temperature=0.07, distance=None, tile_rows=None, reducer=None, **pml_options):
         self.temperature = check_number(temperature, "temperature", positive=True)
-        super().__init__(distance, tile_rows, {"temperature": self.temperature}, [], pml_options)
+        super().__init__(distance, tile_rows, reducer, {"temperature": self.temperature}, [], pml_options)
 
-    def _loss(self, emb, ref, block, inverted, labels, ref_labels, drop_self, indices_tuple):
-        masks, n_pos, n_neg = _pair_masks(emb, ref, labels, ref_labels, drop_self, indices_tuple)
+    def _loss(self, emb, ref, block, inverted, labels, ref_labels, own_columns, indices_tuple):
+        masks, n_pos, n_neg = _pair_masks(emb, ref, labels, ref_labels, own_columns, indices_tuple)
         if n_pos == 0 or n_neg == 0 or max(n_pos, n_neg) <= 1:  # PML returns zero losses then
             return (emb * 0).sum()
-        return ntxent.nt_xent_sum(emb, ref, block, inverted, self.temperature, masks, self.tile_rows) / n_pos
+        total, nonzero = ntxent.nt_xent_sums(emb, ref, block, inverted, self.temperature, masks, self.tile_rows)
+        return self._reduced(total, n_pos, nonzero, emb)
 
 
 class TripletMarginLoss(_BlockLoss):
@@ -102,9 +135,10 @@ class TripletMarginLoss(_BlockLoss):
     triplets_per_anchor (random sampling) run PML's class."""
 
     default_distance = "l2"
+    pml_default_reducer = "avg_nonzero"
 
     def __init__(self, margin=0.05, swap=False, smooth_loss=False, triplets_per_anchor="all", distance=None,
-                 tile_rows=None, **pml_options):
+                 tile_rows=None, reducer=None, **pml_options):
         self.margin = check_number(margin, "margin")
         args = {"margin": self.margin, "swap": swap, "smooth_loss": smooth_loss,
                 "triplets_per_anchor": triplets_per_anchor}
@@ -112,9 +146,9 @@ class TripletMarginLoss(_BlockLoss):
                        (("swap", swap), ("smooth_loss", smooth_loss)) if value]
         if triplets_per_anchor != "all":
             unsupported.append(f"triplets_per_anchor={triplets_per_anchor!r} (random sampling) has no block path")
-        super().__init__(distance, tile_rows, args, unsupported, pml_options)
+        super().__init__(distance, tile_rows, reducer, args, unsupported, pml_options)
 
-    def _loss(self, emb, ref, block, inverted, labels, ref_labels, drop_self, indices_tuple):
+    def _loss(self, emb, ref, block, inverted, labels, ref_labels, own_columns, indices_tuple):
         if indices_tuple is not None and len(indices_tuple) == 3:
             a, p, n = indices_tuple
             for t, size, name in zip((a, p, n), (emb.shape[0], ref.shape[0], ref.shape[0]),
@@ -122,10 +156,10 @@ class TripletMarginLoss(_BlockLoss):
                 loss_ops.check_index(t, size, name)
             if not (a.numel() == p.numel() == n.numel()):
                 raise ValueError("indices_tuple's anchors, positives and negatives must have equal lengths")
-            total, count = triplet.listed_triplet_sums(emb, ref, block, inverted, self.margin, a.long(), p.long(),
-                                                       n.long(), self.tile_rows)
+            total, nonzero, n_triplets = triplet.listed_triplet_sums(
+                emb, ref, block, inverted, self.margin, a.long(), p.long(), n.long(), self.tile_rows)
         else:
-            masks, _, _ = _pair_masks(emb, ref, labels, ref_labels, drop_self, indices_tuple)
-            total, count = triplet.all_triplet_sums(emb, ref, block, inverted, self.margin, masks, self.tile_rows)
-        # AvgNonZeroReducer: the mean of the positive losses, an attached 0 without any
-        return torch.where(count > 0, total / count.clamp(min=1), (emb * 0).sum())
+            masks, _, _ = _pair_masks(emb, ref, labels, ref_labels, own_columns, indices_tuple)
+            total, nonzero, n_triplets = triplet.all_triplet_sums(emb, ref, block, inverted, self.margin, masks,
+                                                                  self.tile_rows)
+        return self._reduced(total, n_triplets, nonzero, emb)

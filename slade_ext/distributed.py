@@ -146,6 +146,9 @@ class DistributedLossWrapper(torch.nn.Module):
             if not hasattr(loss, "_rows"):  # the per-row state the ranks add up
                 raise TypeError(f"efficient=True supports MultiSimilarityLoss and ContrastiveLoss, not "
                                 f"{type(loss).__name__}; wrap it with efficient=False")
+            if not loss.default_reduction():  # the ranks add up the default reducer's numerators
+                raise TypeError(f"efficient=True supports {type(loss).__name__} with its default reducer only, "
+                                f"not {type(loss.reducer).__name__}; wrap it with efficient=False")
         self.loss, self.efficient = loss, bool(efficient)
 
     def forward(self, embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None):

@@ -16,27 +16,34 @@ Self pairs follow PML's get_all_pairs_indices: (i, i) is no pair when ref_labels
 For the detached-reference call loss(E, L, ref_emb=E.detach(), ref_labels=L) the ops cannot drop (i, i) against a
 separate ref_emb, so the pairs are passed as lists (O(N^2) int64 indices, eager only; docs/architecture.md).
 On the labels path the "too few pairs" rule is a tensor condition, so torch.compile(fullgraph=True) traces it.
-Other PML options (reducer, regularizers, other distances) fall back to PML's own loss with one FallbackWarning per
-instance.
+reducer: MultiSimilarityLoss hands any PML reducer its per-anchor losses ([N, 1], reduction type "element", as PML's;
+calling that reducer is eager); ContrastiveLoss takes MeanReducer, SumReducer and AvgNonZeroReducer per side (the
+rows' sums and counts give them). Other PML options (another reducer, regularizers, other distances) fall back to
+PML's own loss with one FallbackWarning per instance. CrossBatchMemory (slade_ext.cross_batch_memory) runs these
+losses over a memory bank through `forward_against_memory`.
 """
 from __future__ import annotations
+
+import copy
 
 import torch
 
 from . import loss_ops
-from ._compat import DropInLoss, check_forward_inputs, fused_or_fallback
+from ._compat import DropInLoss, check_forward_inputs, fused_or_fallback, is_pml_reducer, sum_reduction
 from .block_losses import NTXentLoss, TripletMarginLoss
+from .cross_batch_memory import CrossBatchMemory
 from .ops import check_number
 from .pair_rules import all_pair_counts, as_pairs
 
-__all__ = ["MultiSimilarityLoss", "ContrastiveLoss", "NTXentLoss", "TripletMarginLoss"]
+__all__ = ["MultiSimilarityLoss", "ContrastiveLoss", "NTXentLoss", "TripletMarginLoss", "CrossBatchMemory"]
 
 
-def _all_pair_lists_without_self_pairs(labels):
-    """PML's get_all_pairs_indices(labels, ref_labels) with ref_labels *being* labels but a separate ref_emb (the
-    detached-reference call), as the loss ops' CSR lists: every pair but the (i, i) positives. The ops' labels mode
-    cannot drop (i, i) against a separate ref_emb, so the pairs are listed (O(N^2) int64 indices, eager only)."""
-    same = labels[:, None] == labels[None, :]
+def _all_pair_lists_without_self_pairs(labels, ref_labels):
+    """Every pair of labels against ref_labels (one entry per row) but (i, i), as the loss ops' CSR lists: PML's
+    get_all_pairs_indices(labels, ref_labels) when ref_labels *is* labels but ref_emb is separate (the
+    detached-reference call), or a batch against its own slots of a memory bank. The ops' labels mode cannot drop
+    (i, i) against a separate ref_emb, so the pairs are listed (O(N^2) int64 indices, eager only)."""
+    same = labels[:, None] == ref_labels[None, :]
     diff = ~same
     same.fill_diagonal_(False)
     lists = []
@@ -53,10 +60,25 @@ class _FusedPairLoss(DropInLoss):
     default_distance = "cosine"
     as_mask = True  # how listed pairs are read (loss_ops.pair_lists)
 
-    def __init__(self, distance=None, **pml_options):
+    def __init__(self, distance=None, reducer=None, **pml_options):
         super().__init__()
         self.distance = distance
-        self.fused_distance, self.fallback = fused_or_fallback("losses", self, distance, pml_options)
+        self.reduction = self._fused_reduction(reducer)
+        if reducer is not None:
+            pml_options = dict(pml_options, reducer=reducer)
+        self.fused_distance, self.fallback = fused_or_fallback(
+            "losses", self, distance, pml_options, fused_options=("reducer",) if self.reduction else ())
+        # PML's set_reducer: its own copy of the reducer, except DoNothingReducer and MultipleReducers
+        self.reducer = reducer if reducer is None or is_pml_reducer(reducer, "DoNothingReducer", "MultipleReducers") \
+            else copy.deepcopy(reducer)
+
+    def _fused_reduction(self, reducer) -> str | None:
+        """How the fused path reduces with `reducer` (None: the loss's PML default), or None: PML's class must."""
+        raise NotImplementedError
+
+    def default_reduction(self) -> bool:
+        """Whether the loss reduces as PML's default reducer does (what DistributedLossWrapper's ranks add up)."""
+        return self.reduction == self._fused_reduction(None)
 
     def _pml_args(self) -> dict:
         raise NotImplementedError
@@ -69,9 +91,24 @@ class _FusedPairLoss(DropInLoss):
         whose denominator is positive. Sums over rows, so that a rank's share of the rows adds up (distributed)."""
         raise NotImplementedError
 
-    def _reduce(self, rows, embeddings):
+    def _reduce(self, rows, embeddings, labels, counts):
+        """The loss from the rows' state with PML's default reducer; counts = (positive pairs, negative pairs)."""
         num, den = self._parts(rows)
         return combine_parts(num, den).to(embeddings.dtype)
+
+    def _zero(self, embeddings, labels):
+        return (embeddings * 0).sum()
+
+    def _finish(self, rows, embeddings, labels, n_pos, n_neg):
+        """The reduced loss, or PML's zero loss when no side has more than one pair (PML: `if all(len(x) <= 1 for
+        x in indices_tuple)`), as a tensor condition (torch.compile(fullgraph=True) traces it) unless a PML
+        reducer object must be called."""
+        enough = torch.as_tensor((n_pos > 1) | (n_neg > 1))
+        if self.reduction == "pml":
+            return self._reduce(rows, embeddings, labels, (n_pos, n_neg)) if bool(enough) else \
+                self._zero(embeddings, labels)
+        return torch.where(enough, self._reduce(rows, embeddings, labels, (n_pos, n_neg)),
+                           self._zero(embeddings, labels))
 
     def _own_forward(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
         same_emb = ref_emb is None or ref_emb is embeddings
@@ -84,12 +121,12 @@ class _FusedPairLoss(DropInLoss):
         lists = None
         if indices_tuple is None and same_labels and not self_mode:
             # the detached-reference call loss(E, L, ref_emb=E.detach(), ref_labels=L): PML drops (i, i)
-            lists, counts = _all_pair_lists_without_self_pairs(labels)
+            lists, counts = _all_pair_lists_without_self_pairs(labels, labels)
         elif indices_tuple is None:
             # PML: `if all(len(x) <= 1 for x in indices_tuple): return zero losses`, as a tensor condition
             n_pos, n_neg = all_pair_counts(labels, ref_labels, self_mode)
             rows = self._rows(embeddings, labels, ref_emb, ref_labels, None)
-            return torch.where((n_pos > 1) | (n_neg > 1), self._reduce(rows, embeddings), (embeddings * 0).sum())
+            return self._finish(rows, embeddings, labels, n_pos, n_neg)
         else:
             pairs = as_pairs(indices_tuple, embeddings.device)
             counts = (max(len(pairs[0]), len(pairs[1])), max(len(pairs[2]), len(pairs[3])))
@@ -97,9 +134,32 @@ class _FusedPairLoss(DropInLoss):
                 names = ("indices_tuple[0]", "indices_tuple[1]", "indices_tuple[-2]", "indices_tuple[-1]")
                 lists = loss_ops.pair_lists(*pairs, embeddings.shape[0], n_refs, self.as_mask, names)
         if max(counts) <= 1:  # PML: `if all(len(x) <= 1 for x in indices_tuple): return zero losses`
-            return (embeddings * 0).sum()
+            return self._zero(embeddings, labels)
         rows = self._rows(embeddings, labels, ref_emb, ref_labels, lists)
-        return self._reduce(rows, embeddings)
+        return self._finish(rows, embeddings, labels, *counts)
+
+    def forward_against_memory(self, embeddings, labels, memory, memory_labels, own_slots):
+        """The loss over every pair of (embeddings, labels) against a memory bank that holds the batch itself at
+        rows `own_slots`, except each row's pair with its own slot: PML's CrossBatchMemory (all pairs, self
+        comparisons removed) without its pair lists. The rest of the memory runs the labels path; only the
+        batch's own slots are listed (O(N^2) indices). Their per-row states add up (`_combine_rows`)."""
+        labels, memory_labels = check_forward_inputs(embeddings, labels, memory, memory_labels, True)
+        own_slots = own_slots.to(memory.device)
+        rest = torch.ones(memory.shape[0], dtype=torch.bool, device=memory.device)
+        rest[own_slots] = False
+        own_labels = memory_labels[own_slots]
+        lists, _ = _all_pair_lists_without_self_pairs(labels, own_labels)
+        rows = self._combine_rows(
+            self._rows(embeddings, labels, memory[rest], memory_labels[rest], None),
+            self._rows(embeddings, labels, memory[own_slots], own_labels, lists),
+        )
+        n_pos, n_neg = all_pair_counts(labels, memory_labels, False)
+        n_pos = n_pos - (labels == own_labels).sum()
+        return self._finish(rows, embeddings, labels, n_pos, n_neg)
+
+    def _combine_rows(self, *parts):
+        """The per-row state of the union of disjoint reference sets from each set's state: sums (contrastive)."""
+        return sum(parts)
 
 
 
@@ -113,16 +173,45 @@ class MultiSimilarityLoss(_FusedPairLoss):
     def _pml_args(self):
         return {"alpha": self.alpha, "beta": self.beta, "base": self.base}
 
+    def _fused_reduction(self, reducer):
+        # PML's loss is per anchor ("element"): any PML reducer takes it as the fused rows give it
+        return "mean" if reducer is None else "pml"
+
     def _rows(self, embeddings, labels, ref_emb, ref_labels, lists, query_rows=None):
         return loss_ops.multi_similarity_loss_rows(
             embeddings, labels, ref_emb, ref_labels, lists, self.alpha, self.beta, self.base, self.fused_distance,
             query_rows,
         )
 
+    def _combine_rows(self, *parts):
+        # acc = log(1 + S) per side: the union's is log(1 + sum S) = log(sum exp(acc) - (K - 1)), shifted by the
+        # largest acc (>= 0) so that a large beta cannot overflow; the counts add up
+        stacked = torch.stack(parts)
+        acc, counts = stacked[..., :2], stacked[..., 2:]
+        top = acc.max(0).values.detach()  # a shift only: the union's value and gradient do not depend on it
+        spare = (len(parts) - 1) * torch.exp(-top)
+        union = top + torch.log(torch.exp(acc - top).sum(0) - spare)
+        return torch.cat([union, counts.sum(0)], dim=1)
+
     def _parts(self, rows):
         # MeanReducer over the anchors: every row of embeddings is one
         per_anchor = rows[:, 0] / self.alpha + rows[:, 1] / self.beta
         return per_anchor.sum().reshape(1), torch.full((1,), rows.shape[0], dtype=rows.dtype, device=rows.device)
+
+    def _reduce(self, rows, embeddings, labels, counts):
+        if self.reduction == "mean":
+            return super()._reduce(rows, embeddings, labels, counts)
+        # PML's shape: [N, 1] (its log-sum-exp keeps the dimension)
+        per_anchor = (rows[:, :1] / self.alpha + rows[:, 1:2] / self.beta).to(embeddings.dtype)
+        anchors = torch.arange(rows.shape[0], device=rows.device)
+        return self.reducer({"loss": {"losses": per_anchor, "indices": anchors, "reduction_type": "element"}},
+                            embeddings, labels)
+
+    def _zero(self, embeddings, labels):
+        if self.reduction == "mean":
+            return super()._zero(embeddings, labels)
+        return self.reducer({"loss": {"losses": 0, "indices": None, "reduction_type": "already_reduced"}},
+                            embeddings, labels)
 
 
 class ContrastiveLoss(_FusedPairLoss):
@@ -137,6 +226,10 @@ class ContrastiveLoss(_FusedPairLoss):
     def _pml_args(self):
         return {"pos_margin": self.pos_margin, "neg_margin": self.neg_margin}
 
+    def _fused_reduction(self, reducer):
+        # PML's losses are per pair; the rows' sums and non-zero counts give these reducers (per side, summed)
+        return sum_reduction(reducer, "avg_nonzero")
+
     def _rows(self, embeddings, labels, ref_emb, ref_labels, lists, query_rows=None):
         return loss_ops.contrastive_loss_rows(
             embeddings, labels, ref_emb, ref_labels, lists, self.pos_margin, self.neg_margin, self.fused_distance,
@@ -147,9 +240,13 @@ class ContrastiveLoss(_FusedPairLoss):
         # AvgNonZeroReducer per side: the sum of the non-zero pair losses over their count (0 without any)
         return rows[:, :2].sum(0), rows[:, 2:].sum(0)
 
-    def _reduce(self, rows, embeddings):
+    def _reduce(self, rows, embeddings, labels, counts):
         # per side in the embeddings' dtype, then summed (MultipleReducers)
         num, den = self._parts(rows)
+        if self.reduction == "mean":  # over every listed pair of the side, zeros included
+            den = torch.stack([torch.as_tensor(c, device=rows.device) for c in counts]).to(rows.dtype)
+        elif self.reduction == "sum":
+            den = torch.ones_like(den)
         return sum(combine_parts(num[k:k + 1], den[k:k + 1]).to(embeddings.dtype) for k in (0, 1))
 
 

@@ -8,7 +8,7 @@ log-sum-exp of s over anchor i's negatives, PML's per-pair loss is
     -log(exp(s_ij) / (exp(s_ij) + exp(LSE_i)) + tiny) = -log(exp(-softplus(LSE_i - s_ij)) + tiny)
 
 with tiny = finfo(dtype).tiny (PML's floor, which caps the loss); the loss is the mean over positive pairs
-(PML's MeanReducer). A listed pair counts as often as it is listed, negatives included (PML's pair-based reading).
+(PML's MeanReducer), or their sum, or their mean over the non-zero ones. A listed pair counts as often as it is listed, negatives included (PML's pair-based reading).
 """
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from .row_blocks import block_rows, compute_dtype, summed_over_blocks
 
 
-def nt_xent_sum(emb, ref, block, inverted: bool, temperature: float, masks, tile_rows: int | None = None):
-    """Sum of NT-Xent's per-pair losses over every positive pair (module docstring). block(query, ref) -> the
-    similarity (inverted) or distance block; masks(begin, n_block) -> the block's (positive, negative)
-    multiplicities."""
+def nt_xent_sums(emb, ref, block, inverted: bool, temperature: float, masks, tile_rows: int | None = None):
+    """(sum of NT-Xent's per-pair losses over every positive pair, how many of those losses are non-zero), module
+    docstring. block(query, ref) -> the similarity (inverted) or distance block; masks(begin, n_block) -> the
+    block's (positive, negative) multiplicities."""
     sign = 1.0 if inverted else -1.0
 
     def block_loss(query, r, begin: int):
@@ -35,6 +35,8 @@ def nt_xent_sum(emb, ref, block, inverted: bool, temperature: float, masks, tile
         weighted = s if neg.dtype == torch.bool else s + neg.to(s.dtype).clamp(min=1).log()
         lse = torch.where(neg > 0, weighted, floor).logsumexp(1, keepdim=True)
         per_pair = -torch.log(torch.exp(-F.softplus(lse - s)) + tiny)
-        return (torch.where(pos > 0, per_pair * pos.to(s.dtype), 0).sum(),)
+        weight = pos.to(s.dtype)
+        return (torch.where(pos > 0, per_pair * weight, 0).sum(),
+                torch.where(per_pair > 0, weight, 0).sum().detach())
 
-    return summed_over_blocks(emb, ref, block_loss, block_rows(emb.shape[0], ref.shape[0], tile_rows))[0]
+    return summed_over_blocks(emb, ref, block_loss, block_rows(emb.shape[0], ref.shape[0], tile_rows))

@@ -29,3 +29,22 @@ def as_pairs(indices_tuple, device):
         a, p, n = indices_tuple
         indices_tuple = (a, p, a, n)
     return indices_tuple
+
+
+def all_pairs(labels, ref_labels):
+    """PML's get_all_pairs_indices(labels, ref_labels) for a separate reference set: (a1, p, a2, n), every pair of
+    equal labels and every pair of different ones, as index lists (O(N x M))."""
+    same = labels[:, None] == ref_labels[None, :]
+    a1, p = torch.where(same)
+    a2, n = torch.where(~same)
+    return a1, p, a2, n
+
+
+def as_triplets(indices_tuple):
+    """(a, p, n) from a miner's (a, p, n), or from (a1, p, a2, n) as PML's convert_to_triplets: each positive pair
+    with each negative pair of the same anchor."""
+    if len(indices_tuple) == 3:
+        return tuple(indices_tuple)
+    a1, p, a2, n = indices_tuple
+    p_idx, n_idx = torch.where(a1[:, None] == a2[None, :])
+    return a1[p_idx], p[p_idx], n[n_idx]

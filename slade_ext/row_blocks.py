@@ -40,16 +40,17 @@ def compute_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def label_masks(labels, ref_labels, drop_self: bool):
-    """masks(begin, n_block) -> (positive, negative) pair masks of that block from the labels; with drop_self (PML:
-    ref_labels *is* labels) the (i, i) pairs are not positives."""
+def label_masks(labels, ref_labels, own_columns=None):
+    """masks(begin, n_block) -> (positive, negative) pair masks of that block from the labels. own_columns[i], when
+    given, is the reference column that is row i itself, which is then no pair: arange(N) when ref_labels *is*
+    labels (PML's rule), a memory bank's slots of the batch (CrossBatchMemory)."""
 
     def masks(begin: int, n_block: int):
         same = labels[begin:begin + n_block, None] == ref_labels[None, :]
         pos = same.clone()
-        if drop_self:  # ref_labels is labels, so row i of the batch is column i
+        if own_columns is not None:
             rows = torch.arange(n_block, device=labels.device)
-            pos[rows, rows + begin] = False
+            pos[rows, own_columns[begin:begin + n_block]] = False
         return pos, ~same
 
     return masks

@@ -24,8 +24,8 @@ def _signed(raw, inverted: bool):
 
 
 def all_triplet_sums(emb, ref, block, inverted: bool, margin: float, masks, tile_rows: int | None = None):
-    """(sum of relu(u_ap - u_an + margin) over all triplets, number of them with a positive loss): every positive
-    p and negative n of each anchor, weighted by the pairs' multiplicities. block(query, ref) -> the distance (or
+    """(sum of relu(u_ap - u_an + margin) over all triplets, number of them with a positive loss, number of
+    triplets): every positive p and negative n of each anchor, weighted by the pairs' multiplicities. block(query, ref) -> the distance (or
     similarity) block; masks(begin, n_block) -> the block's (positive, negative) multiplicities."""
 
     def block_sums(query, r, begin: int):
@@ -40,7 +40,7 @@ def all_triplet_sums(emb, ref, block, inverted: bool, margin: float, masks, tile
         k = torch.searchsorted(sorted_u.detach(), x.detach().contiguous())  # negatives with u_an < x
         count = below_count.gather(1, k)
         per_positive = torch.where(pos > 0, pos * (count * x - below_sum.gather(1, k)), 0)
-        return per_positive.sum(), (pos * count).sum().detach()
+        return per_positive.sum(), (pos * count).sum().detach(), (pos * neg.sum(1, keepdim=True)).sum().detach()
 
     rows = block_rows(emb.shape[0], ref.shape[0], tile_rows, TILE_ELEMENTS)
     return summed_over_blocks(emb, ref, block_sums, rows)
@@ -57,7 +57,7 @@ def listed_triplet_sums(emb, ref, block, inverted: bool, margin: float, anchors,
         lo, hi = torch.searchsorted(anchors, torch.tensor([begin, begin + u.shape[0]], device=anchors.device))
         a = anchors[lo:hi] - begin
         loss = torch.relu(u[a, positives[lo:hi]] - u[a, negatives[lo:hi]] + margin)
-        return loss.sum(), (loss > 0).sum().to(u.dtype)
+        return loss.sum(), (loss > 0).sum().to(u.dtype), u.new_tensor(float(hi - lo))
 
     rows = block_rows(emb.shape[0], ref.shape[0], tile_rows, TILE_ELEMENTS)
     return summed_over_blocks(emb, ref, block_sums, rows)

@@ -193,15 +193,41 @@ def test_backward_keeps_no_block_of_the_matrix(name):
     assert sum(saved.values()) > 512 * 512 * 4
 
 
+REDUCERS = {"mean": lambda: pml_reducers.MeanReducer(), "sum": lambda: pml_reducers.SumReducer(),
+            "avg_nonzero": lambda: pml_reducers.AvgNonZeroReducer()}
+
+
+@pytest.mark.parametrize("reference", ["none", "cross-batch"])
+@pytest.mark.parametrize("tuples", [None, "pairs", "triplets"])
+@pytest.mark.parametrize("reducer", list(REDUCERS))
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_sum_and_count_reducers_equal_pml(name, reducer, tuples, reference, device):
+    """MeanReducer, SumReducer and AvgNonZeroReducer run in the blocks (no fallback), equal to PML's with them."""
+    emb, labels = make_inputs(40, 5, device=device)
+    ref_emb, ref_labels = (None, None) if reference == "none" else make_inputs(30, 5, seed=1, device=device)
+    indices_tuple = None
+    if tuples is not None:
+        miner = (pml_miners.MultiSimilarityMiner(epsilon=0.3) if tuples == "pairs"
+                 else pml_miners.TripletMarginMiner(margin=0.3))
+        indices_tuple = miner(emb, labels, ref_emb, ref_labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FallbackWarning)
+        ours = getattr(losses, name)(**LOSSES[name], reducer=REDUCERS[reducer]())
+    assert ours.fused()
+    pml = getattr(pml_losses, name)(**LOSSES[name], reducer=REDUCERS[reducer]())
+    compare(ours, pml, emb, labels, indices_tuple, ref_emb, ref_labels)
+
+
 def test_pml_options_fall_back_with_one_warning():
     emb, labels = make_inputs(32, 4)
-    with pytest.warns(FallbackWarning, match="reducer"):
-        ours = losses.NTXentLoss(0.2, reducer=pml_reducers.SumReducer())
+    with pytest.warns(FallbackWarning, match="reducer ThresholdReducer"):  # a threshold needs every pair's loss
+        ours = losses.NTXentLoss(0.2, reducer=pml_reducers.ThresholdReducer(low=0.5))
     assert not ours.fused()
     with warnings.catch_warnings():
         warnings.simplefilter("error", FallbackWarning)  # warned once, at construction
         value = ours(emb, labels)
-    torch.testing.assert_close(value, pml_losses.NTXentLoss(0.2, reducer=pml_reducers.SumReducer())(emb, labels))
+    torch.testing.assert_close(value, pml_losses.NTXentLoss(0.2, reducer=pml_reducers.ThresholdReducer(low=0.5))(
+        emb, labels))
     with pytest.warns(FallbackWarning, match="collect_stats"):
         assert not losses.NTXentLoss(distance=pml_distances.CosineSimilarity(collect_stats=True)).fused()
 
@@ -210,9 +236,12 @@ def test_fallback_finds_pml_when_pml_is_patched(monkeypatch):
     monkeypatch.setattr(pml_losses, "NTXentLoss", losses.NTXentLoss)
     emb, labels = make_inputs(20, 4)
     with pytest.warns(FallbackWarning):
-        ours = pml_losses.NTXentLoss(0.1, reducer=pml_reducers.MeanReducer())
+        ours = pml_losses.NTXentLoss(0.1, reducer=pml_reducers.ThresholdReducer(high=5.0))
     assert type(ours.fallback).__module__.startswith("pytorch_metric_learning")
-    torch.testing.assert_close(ours(emb, labels), losses.NTXentLoss(0.1)(emb, labels))
+    from pytorch_metric_learning.losses.ntxent_loss import NTXentLoss as PMLNTXentLoss  # PML's, unpatched
+
+    torch.testing.assert_close(ours(emb, labels), PMLNTXentLoss(0.1, reducer=pml_reducers.ThresholdReducer(
+        high=5.0))(emb, labels))
 
 
 @pytest.mark.parametrize(

@@ -36,16 +36,32 @@ LOSSES = [
     ("ContrastiveLoss", {"pos_margin": 0.9, "neg_margin": 0.2, "distance": "cosine"}),
     ("ContrastiveLoss", {"pos_margin": 0.9, "neg_margin": 0.2, "distance": "dot normalised"}),
     ("MultiSimilarityLoss", {"distance": "dot normalised"}),
+    # PML's reducers: any one on the per-anchor multi-similarity losses; per side on the contrastive pair losses
+    ("MultiSimilarityLoss", {"reducer": "sum"}),
+    ("MultiSimilarityLoss", {"reducer": "threshold", "distance": "l2"}),
+    ("MultiSimilarityLoss", {"reducer": "avg_nonzero"}),
+    ("ContrastiveLoss", {"reducer": "mean"}),
+    ("ContrastiveLoss", {"reducer": "sum", "pos_margin": 0.9, "neg_margin": 0.2, "distance": "cosine"}),
+    ("ContrastiveLoss", {"reducer": "avg_nonzero", "pos_margin": 0.3}),
 ]
 DISTANCES = {"cosine": lambda: pml_distances.CosineSimilarity(), "l2": lambda: pml_distances.LpDistance(),
              # PML's CosineSimilarity is this DotProductSimilarity: both run the fused "cosine" kernels
              "dot normalised": lambda: pml_distances.DotProductSimilarity()}
 
 
+def _reducers():
+    reducers = pytest.importorskip("pytorch_metric_learning.reducers")
+    return {"mean": reducers.MeanReducer, "sum": reducers.SumReducer, "avg_nonzero": reducers.AvgNonZeroReducer,
+            # keeps the per-anchor losses between 1 and 3: about half of them here
+            "threshold": lambda: reducers.ThresholdReducer(low=1.0, high=3.0)}
+
+
 def build(name, kwargs):
     kwargs = dict(kwargs)
     if "distance" in kwargs:
         kwargs["distance"] = DISTANCES[kwargs["distance"]]()
+    if "reducer" in kwargs:
+        kwargs["reducer"] = _reducers()[kwargs["reducer"]]()
     with warnings.catch_warnings():
         warnings.simplefilter("error", FallbackWarning)  # every option of LOSSES has the fused path
         ours = getattr(losses, name)(**kwargs)
@@ -178,14 +194,43 @@ def test_bad_input_names_the_argument(cls, call, match):
 def test_unsupported_options_fall_back_once():
     reducers = pytest.importorskip("pytorch_metric_learning.reducers")
     emb, labels = make_inputs(30, 3)
-    with pytest.warns(FallbackWarning, match="reducer"):
-        ours = losses.ContrastiveLoss(reducer=reducers.MeanReducer())
+    with pytest.warns(FallbackWarning, match="reducer"):  # a threshold on the pair losses needs each of them
+        ours = losses.ContrastiveLoss(reducer=reducers.ThresholdReducer(low=0.1))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         value = ours(emb, labels)
-    torch.testing.assert_close(value, pml_losses.ContrastiveLoss(reducer=reducers.MeanReducer())(emb, labels))
+    torch.testing.assert_close(value, pml_losses.ContrastiveLoss(reducer=reducers.ThresholdReducer(low=0.1))(
+        emb, labels))
     with pytest.warns(FallbackWarning, match="distance"):
         losses.MultiSimilarityLoss(distance=pml_distances.DotProductSimilarity(normalize_embeddings=False))
+
+
+@pytest.mark.parametrize("n_classes", [4, 40])  # 40 classes of 30 rows: too few pairs, PML's zero losses
+def test_do_nothing_reducer_returns_pml_per_anchor_losses(n_classes):
+    reducers = pytest.importorskip("pytorch_metric_learning.reducers")
+    emb, labels = make_inputs(30, n_classes)
+    if n_classes == 40:
+        labels = torch.arange(30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FallbackWarning)
+        ours = losses.MultiSimilarityLoss(reducer=reducers.DoNothingReducer())(emb, labels)
+    theirs = pml_losses.MultiSimilarityLoss(reducer=reducers.DoNothingReducer())(emb, labels)
+    got, want = ours["loss"], theirs["loss"]
+    assert got["reduction_type"] == want["reduction_type"]
+    if torch.is_tensor(want["losses"]):
+        torch.testing.assert_close(got["losses"], want["losses"], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(got["indices"], want["indices"])
+    else:
+        assert got["losses"] == want["losses"] == 0 and got["indices"] is want["indices"] is None
+
+
+def test_distributed_efficient_mode_refuses_a_reducer_by_name():
+    reducers = pytest.importorskip("pytorch_metric_learning.reducers")
+    from slade_ext.distributed import DistributedLossWrapper
+
+    with pytest.raises(TypeError, match="SumReducer"):
+        DistributedLossWrapper(losses.MultiSimilarityLoss(reducer=reducers.SumReducer()), efficient=True)
+    DistributedLossWrapper(losses.ContrastiveLoss(reducer=reducers.AvgNonZeroReducer()), efficient=True)
 
 
 # ---- the fused ops themselves -----------------------------------------------------------------------------------
