@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from . import loss_ops, ntxent, row_blocks, triplet
+from .cross_batch_memory import memory_slots
 from ._compat import DropInLoss, check_forward_inputs, pml_twin, sum_reduction
 from .ops import check_number
 from .pair_rules import all_pair_counts, as_pairs, as_tensors
@@ -69,12 +70,13 @@ class _BlockLoss(DropInLoss):
                 own_columns = torch.arange(embeddings.shape[0], device=embeddings.device)
         return self._blocks_forward(embeddings, ref, labels, ref_labels, own_columns, indices_tuple)
 
-    def forward_against_memory(self, embeddings, labels, memory, memory_labels, own_slots):
-        """The loss over every pair of (embeddings, labels) against a memory bank that holds the batch itself at
-        rows `own_slots`, except each row's pair with its own slot: PML's CrossBatchMemory (all pairs, self
-        comparisons removed) without its pair lists."""
+    def forward_against_memory(self, embeddings, labels, memory, memory_labels, own_start: int):
+        """The loss over every pair of (embeddings, labels) against a memory bank that holds row i of the batch at
+        row (own_start + i) % len(memory), except each row's pair with its own slot: PML's CrossBatchMemory (all
+        pairs, self comparisons removed) without its pair lists."""
         labels, memory_labels = check_forward_inputs(embeddings, labels, memory, memory_labels, True)
-        return self._blocks_forward(embeddings, memory, labels, memory_labels, own_slots.to(embeddings.device), None)
+        own_slots = memory_slots(own_start, embeddings.shape[0], memory.shape[0], embeddings.device)
+        return self._blocks_forward(embeddings, memory, labels, memory_labels, own_slots, None)
 
     def _blocks_forward(self, embeddings, ref, labels, ref_labels, own_columns, indices_tuple):
         if self.distance is None:

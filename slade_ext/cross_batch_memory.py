@@ -11,7 +11,9 @@ batch's comparisons with its own slots are dropped (not with enqueue_mask, where
 
 PML lists every (batch x memory) pair, then drops the self comparisons through a (pairs x batch) comparison. Here:
 - with one of slade_ext's fused losses, no miner and no indices_tuple, the loss runs over the memory without
-  listing pairs (`forward_against_memory`: the loss's tiles, each row's own slot excluded);
+  listing pairs (`forward_against_memory`: the loss's tiles, each row's own slot excluded). The batch's slots
+  are (own_start + i) % len(memory): before the memory is full, its filled part ends with the batch, so the
+  modulus never wraps there; after, it is memory_size;
 - otherwise (a miner, an indices_tuple, or any other loss) the pairs are listed as PML does, and the self
   comparisons are dropped in O(pairs): pair (a, p) is one when p is a's own slot.
 Two differences from PML, both where PML's own rule slips: a batch of one row loses its self comparison too (PML's
@@ -40,6 +42,18 @@ def _positive_int(value, name: str) -> int:
     return value
 
 
+def memory_slots(start: int, n: int, size: int, device) -> torch.Tensor:
+    """The rows (start + i) % size, i < n, of a memory bank of `size` rows: where a batch of n was enqueued."""
+    return (start + torch.arange(n, device=device)) % size
+
+
+def rest_of_memory(start: int, n: int, size: int):
+    """The other rows of the memory bank as at most two (begin, end) ranges."""
+    end = start + n
+    ranges = [(end - size, start)] if end > size else [(end, size), (0, start)]
+    return [(b, e) for b, e in ranges if e > b]
+
+
 def drop_own_slots(indices_tuple, own_slots):
     """A tuple against the memory without the pairs (a, own_slots[a]): a row compared with itself. Triplets lose
     the triplet, pair tuples their positive pair (a slot holds its row's label, so it is never a negative)."""
@@ -55,15 +69,23 @@ def drop_own_slots(indices_tuple, own_slots):
 class CrossBatchMemory(torch.nn.Module):
     def __init__(self, loss, embedding_size, memory_size=1024, miner=None):
         super().__init__()
-        if type(loss).__name__ not in SUPPORTED_LOSSES:
-            raise ValueError(f"loss: CrossBatchMemory does not support {type(loss).__name__} (supported: "
-                             f"{', '.join(SUPPORTED_LOSSES)})")
+        self.check_loss_support(type(loss).__name__)
         if miner is not None and not callable(miner):
             raise TypeError(f"miner must be callable or None, got {type(miner).__name__}")
         self.loss, self.miner = loss, miner
         self.embedding_size = _positive_int(embedding_size, "embedding_size")
         self.memory_size = _positive_int(memory_size, "memory_size")
         self.reset_queue()
+
+    @staticmethod
+    def supported_losses():
+        return list(SUPPORTED_LOSSES)
+
+    @classmethod
+    def check_loss_support(cls, loss_name: str):
+        if loss_name not in SUPPORTED_LOSSES:
+            raise ValueError(f"loss: CrossBatchMemory does not support {loss_name} (supported: "
+                             f"{', '.join(SUPPORTED_LOSSES)})")
 
     def reset_queue(self):
         """Empty the memory (PML's buffers, so that state_dicts load either way)."""
@@ -97,33 +119,39 @@ class CrossBatchMemory(torch.nn.Module):
             raise ValueError(f"the batch enqueues {embeddings.shape[0]} rows but memory_size is {self.memory_size}")
         self.embedding_memory = self.embedding_memory.to(embeddings.device, embeddings.dtype)
         self.label_memory = self.label_memory.to(labels.device, labels.dtype)
-        own_slots = self._enqueue(embeddings, labels)
+        own_start = self.queue_idx
+        self.add_to_memory(embeddings, labels, embeddings.shape[0])
         filled = self.memory_size if self.has_been_filled else self.queue_idx
         memory, memory_labels = self.embedding_memory[:filled], self.label_memory[:filled]
-        if self.miner is not None:
-            mined = self.miner(queries, query_labels, memory, memory_labels)
-        elif indices_tuple is None and self.fused():
+        if self.miner is None and indices_tuple is None and self.fused():
             if enqueue_mask is not None:  # queries and memory are disjoint: the labels path, nothing to drop
                 return self.loss(queries, query_labels, None, memory, memory_labels)
-            return self.loss.forward_against_memory(queries, query_labels, memory, memory_labels, own_slots)
-        else:
-            mined = all_pairs(query_labels, memory_labels)
-        mined = as_tensors(mined, queries.device)
-        if enqueue_mask is None:
-            mined = drop_own_slots(mined, own_slots)
-        if indices_tuple is not None:
-            given = as_tensors(indices_tuple, queries.device)
-            given = as_triplets(given) if len(mined) == 3 else as_pairs(given, queries.device)
-            mined = tuple(torch.cat([m, g.to(m.dtype)]) for m, g in zip(mined, given))
+            return self.loss.forward_against_memory(queries, query_labels, memory, memory_labels, own_start)
+        mined = self.create_indices_tuple(queries, query_labels, memory, memory_labels, indices_tuple,
+                                          enqueue_mask is None)
         return self.loss(queries, query_labels, mined, memory, memory_labels)
 
-    def _enqueue(self, embeddings, labels):
-        """Write the rows at the queue's head (wrapping around); returns their slots."""
-        slots = torch.arange(self.queue_idx, self.queue_idx + embeddings.shape[0],
-                             device=labels.device) % self.memory_size
-        self.embedding_memory[slots] = embeddings.detach()
-        self.label_memory[slots] = labels.detach()
-        previous, self.queue_idx = self.queue_idx, (self.queue_idx + embeddings.shape[0]) % self.memory_size
-        if not self.has_been_filled and self.queue_idx <= previous and embeddings.shape[0] > 0:
+    def add_to_memory(self, embeddings, labels, batch_size):
+        """Write the rows at the queue's head (wrapping around); their slots become `curr_batch_idx`."""
+        self.curr_batch_idx = memory_slots(self.queue_idx, batch_size, self.memory_size, labels.device)
+        self.embedding_memory[self.curr_batch_idx] = embeddings.detach()
+        self.label_memory[self.curr_batch_idx] = labels.detach()
+        previous, self.queue_idx = self.queue_idx, (self.queue_idx + batch_size) % self.memory_size
+        if not self.has_been_filled and self.queue_idx <= previous and batch_size > 0:
             self.has_been_filled = True
-        return slots
+
+    def create_indices_tuple(self, embeddings, labels, E_mem, L_mem, input_indices_tuple,
+                             do_remove_self_comparisons):
+        """The listed path (PML's method): the miner's tuple or all pairs against the memory, without the batch's
+        comparisons with its own slots (curr_batch_idx), then `input_indices_tuple` converted to the same form
+        and appended."""
+        mined = (self.miner(embeddings, labels, E_mem, L_mem) if self.miner is not None
+                 else all_pairs(labels, L_mem))
+        mined = as_tensors(mined, embeddings.device)
+        if do_remove_self_comparisons:
+            mined = drop_own_slots(mined, self.curr_batch_idx)
+        if input_indices_tuple is not None:
+            given = as_tensors(input_indices_tuple, embeddings.device)
+            given = as_triplets(given) if len(mined) == 3 else as_pairs(given, embeddings.device)
+            mined = tuple(torch.cat([m, g.to(m.dtype)]) for m, g in zip(mined, given))
+        return mined

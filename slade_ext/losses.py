@@ -31,7 +31,7 @@ import torch
 from . import loss_ops
 from ._compat import DropInLoss, check_forward_inputs, fused_or_fallback, is_pml_reducer, sum_reduction
 from .block_losses import NTXentLoss, TripletMarginLoss
-from .cross_batch_memory import CrossBatchMemory
+from .cross_batch_memory import CrossBatchMemory, memory_slots, rest_of_memory
 from .ops import check_number
 from .pair_rules import all_pair_counts, as_pairs
 
@@ -138,24 +138,22 @@ class _FusedPairLoss(DropInLoss):
         rows = self._rows(embeddings, labels, ref_emb, ref_labels, lists)
         return self._finish(rows, embeddings, labels, *counts)
 
-    def forward_against_memory(self, embeddings, labels, memory, memory_labels, own_slots):
-        """The loss over every pair of (embeddings, labels) against a memory bank that holds the batch itself at
-        rows `own_slots`, except each row's pair with its own slot: PML's CrossBatchMemory (all pairs, self
-        comparisons removed) without its pair lists. The rest of the memory runs the labels path; only the
-        batch's own slots are listed (O(N^2) indices). Their per-row states add up (`_combine_rows`)."""
+    def forward_against_memory(self, embeddings, labels, memory, memory_labels, own_start: int):
+        """The loss over every pair of (embeddings, labels) against a memory bank that holds row i of the batch at
+        row (own_start + i) % len(memory), except each row's pair with its own slot: PML's CrossBatchMemory (all
+        pairs, self comparisons removed) without its pair lists. The rest of the memory (at most two ranges of
+        rows, as views) runs the labels path; only the batch's own slots are listed (O(N^2) indices). Their
+        per-row states add up (`_combine_rows`)."""
         labels, memory_labels = check_forward_inputs(embeddings, labels, memory, memory_labels, True)
-        own_slots = own_slots.to(memory.device)
-        rest = torch.ones(memory.shape[0], dtype=torch.bool, device=memory.device)
-        rest[own_slots] = False
+        own_slots = memory_slots(own_start, embeddings.shape[0], memory.shape[0], memory.device)
         own_labels = memory_labels[own_slots]
         lists, _ = _all_pair_lists_without_self_pairs(labels, own_labels)
-        rows = self._combine_rows(
-            self._rows(embeddings, labels, memory[rest], memory_labels[rest], None),
-            self._rows(embeddings, labels, memory[own_slots], own_labels, lists),
-        )
+        parts = [self._rows(embeddings, labels, memory[own_slots], own_labels, lists)]
+        for begin, end in rest_of_memory(own_start, embeddings.shape[0], memory.shape[0]):
+            parts.append(self._rows(embeddings, labels, memory[begin:end], memory_labels[begin:end], None))
         n_pos, n_neg = all_pair_counts(labels, memory_labels, False)
         n_pos = n_pos - (labels == own_labels).sum()
-        return self._finish(rows, embeddings, labels, n_pos, n_neg)
+        return self._finish(self._combine_rows(*parts), embeddings, labels, n_pos, n_neg)
 
     def _combine_rows(self, *parts):
         """The per-row state of the union of disjoint reference sets from each set's state: sums (contrastive)."""

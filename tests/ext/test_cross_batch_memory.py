@@ -189,3 +189,25 @@ def test_bad_forward_input_names_the_argument(call, match):
 def test_bad_settings_name_the_argument(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         losses.CrossBatchMemory(**kwargs)
+
+
+@pytest.mark.parametrize("miner_name", [None, "TripletMarginMiner"])
+@pytest.mark.parametrize("given_form", [None, 3, 4])
+def test_pml_methods_give_pml_tuples_in_pml_order(miner_name, given_form):
+    """add_to_memory, curr_batch_idx, create_indices_tuple and supported_losses, which PML's own tests call."""
+    ours, theirs = (xbm.double() for xbm in _pair("ContrastiveLoss", miner_name))  # add_to_memory keeps dtypes
+    assert ours.supported_losses() == pml_losses.CrossBatchMemory.supported_losses()
+    for emb, labels in _steps(("methods", miner_name, given_form), 6, "cpu"):
+        for xbm in (ours, theirs):
+            xbm.add_to_memory(emb, labels, BATCH)
+        torch.testing.assert_close(ours.curr_batch_idx, theirs.curr_batch_idx)
+        if not theirs.has_been_filled:  # the unfilled rows are zeros, whose normalised L2 the kernels do not match
+            continue
+        given = None if given_form is None else pml_miners.TripletMarginMiner(margin=0.5)(emb, labels)
+        if given_form == 4:
+            given = (given[0], given[1], given[0], given[2])
+        got, want = (xbm.create_indices_tuple(emb, labels, xbm.embedding_memory, xbm.label_memory, given, True)
+                     for xbm in (ours, theirs))
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w)

@@ -21,6 +21,8 @@ void check_same_device(const at::Tensor& other, const at::Device& device, const 
 void check_basis(const at::Tensor& basis, int64_t expected_dim, const at::Device& device, const char* name);
 // A scalar threshold/margin must be finite (NaN would silently select nothing or everything).
 void check_finite_scalar(double value, const char* name);
+// Whether x holds no NaN or Inf (true when empty), in one pass.
+bool all_finite(const at::Tensor& x);
 
 // ---- numeric helpers ------------------------------------------------------------------------------------------
 // Rows of x scaled to unit L2 norm, computed in float32 (fp16/bf16 inputs are upcast; float64 stays float64).
