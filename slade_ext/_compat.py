@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import copy
 import functools
 import importlib
 import warnings
@@ -67,6 +68,14 @@ def pml_class(module_name: str, class_name: str):
 def is_pml_reducer(reducer, *class_names: str) -> bool:
     """Whether `reducer` is exactly (not a subclass of) one of PML's reducer classes `class_names`."""
     return pml_available() and any(type(reducer) is pml_class("reducers", name) for name in class_names)
+
+
+def held_reducer(reducer):
+    """The reducer as PML's set_reducer holds it: its own deep copy, except DoNothingReducer and MultipleReducers
+    (kept as given); None stays None."""
+    if reducer is None or is_pml_reducer(reducer, "DoNothingReducer", "MultipleReducers"):
+        return reducer
+    return copy.deepcopy(reducer)
 
 
 def sum_reduction(reducer, default: str) -> str | None:

@@ -5,8 +5,9 @@ forward(embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=No
 pairs (or triplets) from the labels, (i, i) no positive when ref_labels *is* labels; or a miner's tuple, every listed
 pair or triplet counted as often as listed. distance: None (the loss's PML default, computed without PML) or any PML
 distance object, which computes each block itself. tile_rows: rows per block (None: from a memory budget). reducer:
-PML's MeanReducer, SumReducer or AvgNonZeroReducer (a sum and a count per block give them). Other PML options (another
-reducer, a regulariser), a distance with collect_stats, and the options a block cannot express fall back to PML's own
+PML's MeanReducer, SumReducer or AvgNonZeroReducer (a sum and a count per block give them); NTXentLoss also hands
+any other PML reducer its positive pairs' losses. Other PML options (another reducer for the triplet loss, a
+regulariser), a distance with collect_stats, and the options a block cannot express fall back to PML's own
 class with one FallbackWarning per instance.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 
 from . import loss_ops, ntxent, row_blocks, triplet
 from .cross_batch_memory import memory_slots
-from ._compat import DropInLoss, check_forward_inputs, pml_twin, sum_reduction
+from ._compat import DropInLoss, check_forward_inputs, held_reducer, pml_twin, sum_reduction
 from .ops import check_number
 from .pair_rules import all_pair_counts, as_pairs, as_tensors
 
@@ -29,6 +30,7 @@ class _BlockLoss(DropInLoss):
 
     default_distance = "cosine"  # row_blocks.default_blocks kind
     pml_default_reducer = "mean"  # _compat.sum_reduction's name of PML's default reducer for the loss
+    any_reducer = False  # whether every loss can be handed to any PML reducer (reduction "pml")
 
     def __init__(self, distance, tile_rows, reducer, pml_args: dict, unsupported: list, pml_options: dict):
         super().__init__()
@@ -41,7 +43,8 @@ class _BlockLoss(DropInLoss):
         reasons = list(unsupported)
         if pml_options:
             reasons.append(f"option(s) {', '.join(sorted(pml_options))} have no block path")
-        self.reducer, self.reduction = reducer, sum_reduction(reducer, self.pml_default_reducer)
+        self.reducer = held_reducer(reducer)
+        self.reduction = sum_reduction(reducer, self.pml_default_reducer) or ("pml" if self.any_reducer else None)
         if reducer is not None:
             pml_options = dict(pml_options, reducer=reducer)
         if self.reduction is None:
@@ -84,8 +87,8 @@ class _BlockLoss(DropInLoss):
             inverted = self.default_distance == "cosine"
         else:
             emb, block, inverted = embeddings, row_blocks.distance_blocks(self.distance), self.distance.is_inverted
-        return self._loss(emb, ref, block, inverted, labels, ref_labels, own_columns, indices_tuple).to(
-            embeddings.dtype)
+        out = self._loss(emb, ref, block, inverted, labels, ref_labels, own_columns, indices_tuple)
+        return out.to(embeddings.dtype) if torch.is_tensor(out) else out  # DoNothingReducer's dict as it is
 
     def _loss(self, emb, ref, block, inverted, labels, ref_labels, own_columns, indices_tuple):
         raise NotImplementedError
@@ -117,13 +120,24 @@ class NTXentLoss(_BlockLoss):
     the mean over positive pairs; 0 without positive or negative pairs, or with at most one of each (PML's rules).
     A SimCLR batch of 8,192 fits where PML's asks for hundreds of GB."""
 
+    any_reducer = True  # the positive pairs' losses are few enough to list (PML lists them too)
+
     def __init__(self, temperature=0.07, distance=None, tile_rows=None, reducer=None, **pml_options):
         self.temperature = check_number(temperature, "temperature", positive=True)
         super().__init__(distance, tile_rows, reducer, {"temperature": self.temperature}, [], pml_options)
 
     def _loss(self, emb, ref, block, inverted, labels, ref_labels, own_columns, indices_tuple):
         masks, n_pos, n_neg = _pair_masks(emb, ref, labels, ref_labels, own_columns, indices_tuple)
-        if n_pos == 0 or n_neg == 0 or max(n_pos, n_neg) <= 1:  # PML returns zero losses then
+        enough = not (n_pos == 0 or n_neg == 0 or max(n_pos, n_neg) <= 1)  # else PML returns zero losses
+        if self.reduction == "pml":  # PML's reducer gets every positive pair's loss, as from PML's loss
+            if not enough:
+                return self.reducer({"loss": {"losses": 0, "indices": None, "reduction_type": "already_reduced"}},
+                                    emb, labels)
+            losses, pairs = ntxent.nt_xent_pair_losses(emb, ref, block, inverted, self.temperature, masks,
+                                                       self.tile_rows)
+            return self.reducer({"loss": {"losses": losses.to(emb.dtype), "indices": pairs,
+                                          "reduction_type": "pos_pair"}}, emb, labels)
+        if not enough:
             return (emb * 0).sum()
         total, nonzero = ntxent.nt_xent_sums(emb, ref, block, inverted, self.temperature, masks, self.tile_rows)
         return self._reduced(total, n_pos, nonzero, emb)

@@ -24,12 +24,10 @@ losses over a memory bank through `forward_against_memory`.
 """
 from __future__ import annotations
 
-import copy
-
 import torch
 
 from . import loss_ops
-from ._compat import DropInLoss, check_forward_inputs, fused_or_fallback, is_pml_reducer, sum_reduction
+from ._compat import DropInLoss, check_forward_inputs, fused_or_fallback, held_reducer, sum_reduction
 from .block_losses import NTXentLoss, TripletMarginLoss
 from .cross_batch_memory import CrossBatchMemory, memory_slots, rest_of_memory
 from .ops import check_number
@@ -68,9 +66,7 @@ class _FusedPairLoss(DropInLoss):
             pml_options = dict(pml_options, reducer=reducer)
         self.fused_distance, self.fallback = fused_or_fallback(
             "losses", self, distance, pml_options, fused_options=("reducer",) if self.reduction else ())
-        # PML's set_reducer: its own copy of the reducer, except DoNothingReducer and MultipleReducers
-        self.reducer = reducer if reducer is None or is_pml_reducer(reducer, "DoNothingReducer", "MultipleReducers") \
-            else copy.deepcopy(reducer)
+        self.reducer = held_reducer(reducer)
 
     def _fused_reduction(self, reducer) -> str | None:
         """How the fused path reduces with `reducer` (None: the loss's PML default), or None: PML's class must."""

@@ -20,19 +20,29 @@ def block_rows(n_rows: int, n_refs: int, tile_rows: int | None = None, tile_elem
     return max(1, min(n_rows, rows))
 
 
-def summed_over_blocks(emb, ref, block_fn, rows: int):
-    """The sum over blocks of block_fn(query_rows, ref, begin) (a tuple of 0-dim tensors), each block recomputed
-    in backward instead of kept. A single block is kept: recomputing it would not lower the peak."""
+def _each_block(emb, ref, block_fn, rows: int):
+    """block_fn(query_rows, ref, begin) of each block of rows, recomputed in backward instead of kept. A single
+    block is kept: recomputing it would not lower the peak."""
     grad = torch.is_grad_enabled() and (emb.requires_grad or ref.requires_grad) and rows < emb.shape[0]
-    totals = None
     for begin in range(0, emb.shape[0], rows):
         query = emb[begin:begin + rows]
         if grad:
-            parts = checkpoint(block_fn, query, ref, begin, use_reentrant=False, preserve_rng_state=False)
+            yield checkpoint(block_fn, query, ref, begin, use_reentrant=False, preserve_rng_state=False)
         else:
-            parts = block_fn(query, ref, begin)
+            yield block_fn(query, ref, begin)
+
+
+def summed_over_blocks(emb, ref, block_fn, rows: int):
+    """The sum over blocks of block_fn(query_rows, ref, begin), a tuple of 0-dim tensors."""
+    totals = None
+    for parts in _each_block(emb, ref, block_fn, rows):
         totals = parts if totals is None else tuple(t + p for t, p in zip(totals, parts))
     return totals
+
+
+def concatenated_over_blocks(emb, ref, block_fn, rows: int):
+    """block_fn(query_rows, ref, begin), a 1-D tensor per block, concatenated in row order."""
+    return torch.cat(list(_each_block(emb, ref, block_fn, rows)))
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:

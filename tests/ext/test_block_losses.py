@@ -218,16 +218,71 @@ def test_sum_and_count_reducers_equal_pml(name, reducer, tuples, reference, devi
     compare(ours, pml, emb, labels, indices_tuple, ref_emb, ref_labels)
 
 
+NTXENT_REDUCERS = {
+    "threshold": lambda: pml_reducers.ThresholdReducer(low=2.0, high=4.0),
+    "per anchor": lambda: pml_reducers.PerAnchorReducer(),
+    "per anchor, sum": lambda: pml_reducers.PerAnchorReducer(pml_reducers.SumReducer()),
+    "multiple": lambda: pml_reducers.MultipleReducers({"loss": pml_reducers.SumReducer()}),
+}
+
+
+@pytest.mark.parametrize("reference", ["none", "cross-batch"])
+@pytest.mark.parametrize("tuples", [None, "pairs", "duplicates"])
+@pytest.mark.parametrize("reducer", list(NTXENT_REDUCERS))
+def test_ntxent_hands_any_reducer_its_pair_losses(reducer, tuples, reference, device):
+    """Any PML reducer gets NTXentLoss's positive pairs' losses and their (anchor, ref) indices, as from PML's."""
+    emb, labels = make_inputs(40, 5, device=device)
+    ref_emb, ref_labels = (None, None) if reference == "none" else make_inputs(40, 5, seed=1, device=device)
+    indices_tuple = None
+    if tuples is not None:
+        indices_tuple = pml_miners.MultiSimilarityMiner(epsilon=0.3)(emb, labels, ref_emb, ref_labels)
+        if tuples == "duplicates":
+            indices_tuple = tuple(torch.cat([t, t[::3]]) for t in indices_tuple)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FallbackWarning)
+        ours = losses.NTXentLoss(0.1, reducer=NTXENT_REDUCERS[reducer](), tile_rows=7)
+    pml = pml_losses.NTXentLoss(0.1, reducer=NTXENT_REDUCERS[reducer]())
+    compare(ours, pml, emb, labels, indices_tuple, ref_emb, ref_labels)
+
+
+@pytest.mark.parametrize("tuples", [None, "duplicates", "too few"])
+def test_ntxent_do_nothing_reducer_gives_pml_pair_losses(tuples):
+    emb, labels = make_inputs(30, 4)
+    indices_tuple = None
+    if tuples == "duplicates":
+        a1, p, a2, n = pml_miners.MultiSimilarityMiner(epsilon=0.3)(emb, labels)
+        indices_tuple = (torch.cat([a1, a1[:5]]), torch.cat([p, p[:5]]), a2, n)
+    elif tuples == "too few":
+        indices_tuple = (torch.tensor([0]), torch.tensor([1]), torch.tensor([0]), torch.tensor([2]))
+    got = losses.NTXentLoss(0.1, reducer=pml_reducers.DoNothingReducer(), tile_rows=4)(emb, labels, indices_tuple)
+    want = pml_losses.NTXentLoss(0.1, reducer=pml_reducers.DoNothingReducer())(emb, labels, indices_tuple)
+    got, want = got["loss"], want["loss"]
+    assert got["reduction_type"] == want["reduction_type"]
+    if not torch.is_tensor(want["losses"]):
+        assert got["losses"] == want["losses"] == 0
+        return
+    # the same multiset of (anchor, ref, loss); listed pairs come sorted by (anchor, ref) here
+    def rows(d):  # sorted by (anchor, ref), then by loss
+        a, r = d["indices"]
+        by_loss = torch.argsort(d["losses"], stable=True)
+        order = by_loss[torch.argsort((a * 1000 + r)[by_loss], stable=True)]
+        return (a * 1000 + r)[order], d["losses"][order]
+
+    (k1, v1), (k2, v2) = rows(got), rows(want)
+    torch.testing.assert_close(k1, k2)
+    torch.testing.assert_close(v1, v2, rtol=1e-9, atol=1e-9)
+
+
 def test_pml_options_fall_back_with_one_warning():
     emb, labels = make_inputs(32, 4)
-    with pytest.warns(FallbackWarning, match="reducer ThresholdReducer"):  # a threshold needs every pair's loss
-        ours = losses.NTXentLoss(0.2, reducer=pml_reducers.ThresholdReducer(low=0.5))
+    with pytest.warns(FallbackWarning, match="reducer ThresholdReducer"):  # a threshold needs every triplet's loss
+        ours = losses.TripletMarginLoss(0.2, reducer=pml_reducers.ThresholdReducer(low=0.05))
     assert not ours.fused()
     with warnings.catch_warnings():
         warnings.simplefilter("error", FallbackWarning)  # warned once, at construction
         value = ours(emb, labels)
-    torch.testing.assert_close(value, pml_losses.NTXentLoss(0.2, reducer=pml_reducers.ThresholdReducer(low=0.5))(
-        emb, labels))
+    torch.testing.assert_close(value, pml_losses.TripletMarginLoss(
+        0.2, reducer=pml_reducers.ThresholdReducer(low=0.05))(emb, labels))
     with pytest.warns(FallbackWarning, match="collect_stats"):
         assert not losses.NTXentLoss(distance=pml_distances.CosineSimilarity(collect_stats=True)).fused()
 
@@ -236,12 +291,9 @@ def test_fallback_finds_pml_when_pml_is_patched(monkeypatch):
     monkeypatch.setattr(pml_losses, "NTXentLoss", losses.NTXentLoss)
     emb, labels = make_inputs(20, 4)
     with pytest.warns(FallbackWarning):
-        ours = pml_losses.NTXentLoss(0.1, reducer=pml_reducers.ThresholdReducer(high=5.0))
+        ours = pml_losses.NTXentLoss(0.1, distance=pml_distances.CosineSimilarity(collect_stats=True))
     assert type(ours.fallback).__module__.startswith("pytorch_metric_learning")
-    from pytorch_metric_learning.losses.ntxent_loss import NTXentLoss as PMLNTXentLoss  # PML's, unpatched
-
-    torch.testing.assert_close(ours(emb, labels), PMLNTXentLoss(0.1, reducer=pml_reducers.ThresholdReducer(
-        high=5.0))(emb, labels))
+    torch.testing.assert_close(ours(emb, labels), losses.NTXentLoss(0.1)(emb, labels))
 
 
 @pytest.mark.parametrize(
