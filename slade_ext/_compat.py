@@ -96,19 +96,33 @@ def sum_reduction(reducer, default: str) -> str | None:
 def fused_distance(distance, default: str) -> str | None:
     """"cosine" for PML's CosineSimilarity() and DotProductSimilarity(normalize_embeddings=True) (the same
     matrix: PML's CosineSimilarity is that DotProductSimilarity), "l2" for LpDistance(normalize_embeddings=True,
-    p=2, power=1), `default` for None, else None (not fusable)."""
+    p=2, power=1), "l2sq" for its power=2, `default` for None, else None (not fusable)."""
     if distance is None:
         return default
     if not pml_available():
         return None
     similarities = (pml_class("distances", "CosineSimilarity"), pml_class("distances", "DotProductSimilarity"))
     LpDistance = pml_class("distances", "LpDistance")
-    plain = getattr(distance, "p", None) == 2 and getattr(distance, "power", None) == 1
-    if type(distance) in similarities and plain and distance.normalize_embeddings:
+    if getattr(distance, "p", None) != 2 or not getattr(distance, "normalize_embeddings", False):
+        return None
+    power = getattr(distance, "power", None)
+    if type(distance) in similarities and power == 1:
         return "cosine"
-    if type(distance) is LpDistance and plain and distance.normalize_embeddings:
-        return "l2"
+    if type(distance) is LpDistance and power in (1, 2):
+        return "l2" if power == 1 else "l2sq"
     return None
+
+
+def kernel_distance(fused: str) -> str:
+    """The kernels' distance for a fused_distance name. On unit rows the squared L2 is 2 - 2 cos, a decreasing
+    affine map of the cosine: every margin, epsilon and loss of the classes maps onto the cosine kernels
+    (`l2sq_as_cosine`), so "l2sq" runs those."""
+    return "cosine" if fused == "l2sq" else fused
+
+
+def l2sq_as_cosine(threshold: float) -> float:
+    """The cosine at which 2 - 2 cos equals `threshold` (a squared-L2 margin on unit rows)."""
+    return 1.0 - threshold / 2.0
 
 
 def pml_twin(module_name: str, class_name: str, kwargs: dict, reason: str):
@@ -135,7 +149,7 @@ def fused_or_fallback(module_name: str, owner, distance, pml_options: dict, fuse
         reason = f"option(s) {', '.join(unfused)} have no fused kernel"
     elif fused is None:
         reason = (f"distance {distance!r} has no fused kernel (only CosineSimilarity, normalised DotProductSimilarity "
-                  "and normalised LpDistance p=2)")
+                  "and normalised LpDistance p=2, power 1 or 2)")
     if reason is None:
         return fused, None
     kwargs = dict(owner._pml_args(), **pml_options)

@@ -147,7 +147,8 @@ class TripletMarginLoss(_BlockLoss):
     """PML's TripletMarginLoss(margin=0.05) with its AvgNonZeroReducer (slade_ext.triplet): the mean of
     relu(d_ap - d_an + margin) over the triplets where it is positive, 0 without any. All triplets of the labels
     never exist as a tensor (PML's N x M x M mask); a miner's pairs make PML's triplets (each positive pair with each
-    negative pair of its anchor), its triplets are used as listed. swap, smooth_loss and a number of
+    negative pair of its anchor), its triplets are used as listed. smooth_loss=True (softplus instead of relu)
+    holds each anchor's (positives x negatives) losses per block instead. swap and a number of
     triplets_per_anchor (random sampling) run PML's class."""
 
     default_distance = "l2"
@@ -158,8 +159,8 @@ class TripletMarginLoss(_BlockLoss):
         self.margin = check_number(margin, "margin")
         args = {"margin": self.margin, "swap": swap, "smooth_loss": smooth_loss,
                 "triplets_per_anchor": triplets_per_anchor}
-        unsupported = [f"{name}={value!r} has no block path" for name, value in
-                       (("swap", swap), ("smooth_loss", smooth_loss)) if value]
+        self.smooth_loss = bool(smooth_loss)
+        unsupported = [f"swap={swap!r} has no block path"] if swap else []
         if triplets_per_anchor != "all":
             unsupported.append(f"triplets_per_anchor={triplets_per_anchor!r} (random sampling) has no block path")
         super().__init__(distance, tile_rows, reducer, args, unsupported, pml_options)
@@ -173,9 +174,10 @@ class TripletMarginLoss(_BlockLoss):
             if not (a.numel() == p.numel() == n.numel()):
                 raise ValueError("indices_tuple's anchors, positives and negatives must have equal lengths")
             total, nonzero, n_triplets = triplet.listed_triplet_sums(
-                emb, ref, block, inverted, self.margin, a.long(), p.long(), n.long(), self.tile_rows)
+                emb, ref, block, inverted, self.margin, a.long(), p.long(), n.long(), self.tile_rows,
+                self.smooth_loss)
         else:
             masks, _, _ = _pair_masks(emb, ref, labels, ref_labels, own_columns, indices_tuple)
-            total, nonzero, n_triplets = triplet.all_triplet_sums(emb, ref, block, inverted, self.margin, masks,
-                                                                  self.tile_rows)
+            sums = triplet.smooth_triplet_sums if self.smooth_loss else triplet.all_triplet_sums
+            total, nonzero, n_triplets = sums(emb, ref, block, inverted, self.margin, masks, self.tile_rows)
         return self._reduced(total, n_triplets, nonzero, emb)

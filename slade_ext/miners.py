@@ -17,7 +17,7 @@ call (or ref_emb *being* embeddings with a ref_labels object of other values) co
 N x M matrix, because its row thresholds then see (i, i) on both sides (docs/architecture.md).
 Default distances as PML: cosine for MultiSimilarityMiner, L2 of normalised embeddings for the others.
 `distance=` takes PML's CosineSimilarity(), DotProductSimilarity() (normalised) or LpDistance() (normalised, p=2,
-power=1); any other distance or PML option falls back to PML's own miner with one FallbackWarning per instance.
+power 1 or 2: the squared one runs the cosine kernels with mapped margins); any other distance or PML option falls back to PML's own miner with one FallbackWarning per instance.
 Plus ConfidentPairMiner: SLADE's confident-pair selection (docs/method.md), same calling convention.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ import math
 import torch
 
 from . import ops
-from ._compat import check_forward_inputs, fused_or_fallback
+from ._compat import check_forward_inputs, fused_or_fallback, kernel_distance, l2sq_as_cosine
 from .ops import check_number
 
 __all__ = [
@@ -103,8 +103,10 @@ class MultiSimilarityMiner(_FusedMiner):
         return {"epsilon": self.epsilon}
 
     def _mine(self, embeddings, labels, ref_emb, ref_labels, query_rows=None):
-        return ops.mine_multi_similarity(embeddings, labels, ref_emb, ref_labels, self.epsilon, self.fused_distance,
-                                         query_rows)
+        # squared L2 = 2 - 2 cos: its epsilon is twice the cosine's
+        epsilon = self.epsilon / 2 if self.fused_distance == "l2sq" else self.epsilon
+        return ops.mine_multi_similarity(embeddings, labels, ref_emb, ref_labels, epsilon,
+                                         kernel_distance(self.fused_distance), query_rows)
 
     def _mine_separate(self, embeddings, labels, ref_emb, ref_labels):
         if ref_emb is not embeddings:
@@ -132,9 +134,11 @@ class PairMarginMiner(_FusedMiner):
         return {"pos_margin": self.pos_margin, "neg_margin": self.neg_margin}
 
     def _mine(self, embeddings, labels, ref_emb, ref_labels, query_rows=None):
-        return ops.mine_pair_margin(
-            embeddings, labels, ref_emb, ref_labels, self.pos_margin, self.neg_margin, self.fused_distance, query_rows
-        )
+        pos_margin, neg_margin = self.pos_margin, self.neg_margin
+        if self.fused_distance == "l2sq":  # d^2 > m (a positive kept) is cos < 1 - m / 2
+            pos_margin, neg_margin = l2sq_as_cosine(pos_margin), l2sq_as_cosine(neg_margin)
+        return ops.mine_pair_margin(embeddings, labels, ref_emb, ref_labels, pos_margin, neg_margin,
+                                    kernel_distance(self.fused_distance), query_rows)
 
 
 class BatchHardMiner(_FusedMiner):
@@ -142,7 +146,9 @@ class BatchHardMiner(_FusedMiner):
         return {}
 
     def _mine(self, embeddings, labels, ref_emb, ref_labels, query_rows=None):
-        return ops.mine_batch_hard(embeddings, labels, ref_emb, ref_labels, self.fused_distance, query_rows)
+        # the hardest pairs under squared L2 are the cosine's
+        return ops.mine_batch_hard(embeddings, labels, ref_emb, ref_labels, kernel_distance(self.fused_distance),
+                                   query_rows)
 
     def _mine_without_self_pairs(self, embeddings, labels, ref_emb):
         """Mine against ref_emb; where the hardest positive came out as (i, i), mine anchor i's positives again
@@ -193,9 +199,9 @@ class TripletMarginMiner(_FusedMiner):
             labels,
             ref_emb,
             ref_labels,
-            self.margin,
+            self.margin / 2 if self.fused_distance == "l2sq" else self.margin,  # d_an^2 - d_ap^2 = 2 (s_ap - s_an)
             self.type_of_triplets,
-            distance=self.fused_distance,
+            distance=kernel_distance(self.fused_distance),
             query_rows=query_rows,
         )
 
@@ -292,11 +298,13 @@ class ConfidentPairMiner(torch.nn.Module):
 
 
 def _dense_distance(x, y, distance: str):
-    """PML's CosineSimilarity() / LpDistance() matrix (normalised embeddings), computed as PML computes it."""
+    """PML's CosineSimilarity() / LpDistance(power=1 or 2) matrix (normalised embeddings), computed as PML does."""
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     x = torch.nn.functional.normalize(x.to(dtype), p=2, dim=1)
     y = torch.nn.functional.normalize(y.to(dtype), p=2, dim=1)
-    return x @ y.t() if distance == "cosine" else torch.cdist(x, y, p=2)
+    if distance == "cosine":
+        return x @ y.t()
+    return torch.cdist(x, y, p=2) ** (2 if distance == "l2sq" else 1)
 
 
 def _dense_multi_similarity(emb, labels, ref_emb, ref_labels, epsilon, distance, mask_diagonal,

@@ -46,9 +46,33 @@ def all_triplet_sums(emb, ref, block, inverted: bool, margin: float, masks, tile
     return summed_over_blocks(emb, ref, block_sums, rows)
 
 
+def smooth_triplet_sums(emb, ref, block, inverted: bool, margin: float, masks, tile_rows: int | None = None):
+    """all_triplet_sums with softplus(u_ap - u_an + margin) (PML's smooth_loss) in place of relu. softplus has no
+    count-and-sum form, so each block holds (rows x positives x negatives) losses: its rows are sized from the
+    largest number of positives a row has. Each anchor's positives are gathered (padded with weight 0)."""
+    n_rows, n_refs = emb.shape[0], ref.shape[0]
+    scan = block_rows(n_rows, n_refs, None, TILE_ELEMENTS)
+    most = max(int(masks(b, min(scan, n_rows - b))[0].gt(0).sum(1).max()) for b in range(0, n_rows, scan))
+
+    def block_sums(query, r, begin: int):
+        u = _signed(block(query, r), inverted)
+        pos, neg = (m.to(u.dtype) for m in masks(begin, u.shape[0]))
+        pos_weight, pos_idx = pos.topk(most, dim=1)
+        loss = torch.nn.functional.softplus(u.gather(1, pos_idx)[:, :, None] + margin - u[:, None, :])
+        weight = pos_weight[:, :, None] * neg[:, None, :]
+        return (loss * weight).sum(), (weight * (loss > 0)).sum().detach(), weight.sum().detach()
+
+    if most == 0:
+        zero = (emb.sum() + ref.sum()) * 0
+        return zero, zero.detach(), zero.detach()
+    rows = block_rows(n_rows, n_refs * most, tile_rows, TILE_ELEMENTS)
+    return summed_over_blocks(emb, ref, block_sums, rows)
+
+
 def listed_triplet_sums(emb, ref, block, inverted: bool, margin: float, anchors, positives, negatives,
-                        tile_rows: int | None = None):
-    """The same sums over a miner's triplets (a, p, n), each counted as often as listed."""
+                        tile_rows: int | None = None, smooth: bool = False):
+    """The same sums over a miner's triplets (a, p, n), each counted as often as listed (softplus with
+    smooth)."""
     order = torch.argsort(anchors, stable=True)
     anchors, positives, negatives = anchors[order], positives[order], negatives[order]
 
@@ -56,7 +80,8 @@ def listed_triplet_sums(emb, ref, block, inverted: bool, margin: float, anchors,
         u = _signed(block(query, r), inverted)
         lo, hi = torch.searchsorted(anchors, torch.tensor([begin, begin + u.shape[0]], device=anchors.device))
         a = anchors[lo:hi] - begin
-        loss = torch.relu(u[a, positives[lo:hi]] - u[a, negatives[lo:hi]] + margin)
+        violation = u[a, positives[lo:hi]] - u[a, negatives[lo:hi]] + margin
+        loss = torch.nn.functional.softplus(violation) if smooth else torch.relu(violation)
         return loss.sum(), (loss > 0).sum().to(u.dtype), u.new_tensor(float(hi - lo))
 
     rows = block_rows(emb.shape[0], ref.shape[0], tile_rows, TILE_ELEMENTS)

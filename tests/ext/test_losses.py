@@ -43,10 +43,16 @@ LOSSES = [
     ("ContrastiveLoss", {"reducer": "mean"}),
     ("ContrastiveLoss", {"reducer": "sum", "pos_margin": 0.9, "neg_margin": 0.2, "distance": "cosine"}),
     ("ContrastiveLoss", {"reducer": "avg_nonzero", "pos_margin": 0.3}),
+    ("MultiSimilarityLoss", {"distance": "l2 squared", "alpha": 1.5, "beta": 20.0, "base": 1.2}),
+    ("MultiSimilarityLoss", {"distance": "l2 squared", "reducer": "threshold"}),
+    ("ContrastiveLoss", {"distance": "l2 squared", "pos_margin": 0.2, "neg_margin": 1.6}),
+    ("ContrastiveLoss", {"distance": "l2 squared", "reducer": "mean"}),
 ]
 DISTANCES = {"cosine": lambda: pml_distances.CosineSimilarity(), "l2": lambda: pml_distances.LpDistance(),
              # PML's CosineSimilarity is this DotProductSimilarity: both run the fused "cosine" kernels
-             "dot normalised": lambda: pml_distances.DotProductSimilarity()}
+             "dot normalised": lambda: pml_distances.DotProductSimilarity(),
+             # 2 - 2 cos on unit rows: the cosine kernels with mapped parameters
+             "l2 squared": lambda: pml_distances.LpDistance(power=2)}
 
 
 def _reducers():

@@ -132,6 +132,8 @@ DISTANCES = {
     "cosine": lambda: pml_distances.CosineSimilarity(),
     "dot normalised": lambda: pml_distances.DotProductSimilarity(),  # CosineSimilarity's matrix: fused as "cosine"
     "l2": lambda: pml_distances.LpDistance(),
+    # 2 - 2 cos on unit rows: the cosine kernels with mapped margins
+    "l2 squared": lambda: pml_distances.LpDistance(power=2),
 }
 
 
@@ -210,7 +212,7 @@ def test_unsupported_distance_falls_back_to_pml_with_one_warning():
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: miners.BatchHardMiner(distance=pml_distances.LpDistance(power=2)),
+        lambda: miners.BatchHardMiner(distance=pml_distances.LpDistance(p=1)),
         lambda: miners.PairMarginMiner(distance=pml_distances.LpDistance(normalize_embeddings=False)),
         lambda: miners.TripletMarginMiner(collect_stats=True),
     ],
