@@ -147,9 +147,9 @@ class TripletMarginLoss(_BlockLoss):
     """PML's TripletMarginLoss(margin=0.05) with its AvgNonZeroReducer (slade_ext.triplet): the mean of
     relu(d_ap - d_an + margin) over the triplets where it is positive, 0 without any. All triplets of the labels
     never exist as a tensor (PML's N x M x M mask); a miner's pairs make PML's triplets (each positive pair with each
-    negative pair of its anchor), its triplets are used as listed. smooth_loss=True (softplus instead of relu)
-    holds each anchor's (positives x negatives) losses per block instead. swap and a number of
-    triplets_per_anchor (random sampling) run PML's class."""
+    negative pair of its anchor), its triplets are used as listed. smooth_loss=True (softplus instead of relu) and
+    swap=True (d_an replaced by the smaller of d_an and d_pn) hold each anchor's (positives x negatives) losses per
+    block instead. A number of triplets_per_anchor (random sampling) runs PML's class."""
 
     default_distance = "l2"
     pml_default_reducer = "avg_nonzero"
@@ -159,8 +159,8 @@ class TripletMarginLoss(_BlockLoss):
         self.margin = check_number(margin, "margin")
         args = {"margin": self.margin, "swap": swap, "smooth_loss": smooth_loss,
                 "triplets_per_anchor": triplets_per_anchor}
-        self.smooth_loss = bool(smooth_loss)
-        unsupported = [f"swap={swap!r} has no block path"] if swap else []
+        self.smooth_loss, self.swap = bool(smooth_loss), bool(swap)
+        unsupported = []
         if triplets_per_anchor != "all":
             unsupported.append(f"triplets_per_anchor={triplets_per_anchor!r} (random sampling) has no block path")
         super().__init__(distance, tile_rows, reducer, args, unsupported, pml_options)
@@ -175,9 +175,13 @@ class TripletMarginLoss(_BlockLoss):
                 raise ValueError("indices_tuple's anchors, positives and negatives must have equal lengths")
             total, nonzero, n_triplets = triplet.listed_triplet_sums(
                 emb, ref, block, inverted, self.margin, a.long(), p.long(), n.long(), self.tile_rows,
-                self.smooth_loss)
+                self.smooth_loss, self.swap)
         else:
             masks, _, _ = _pair_masks(emb, ref, labels, ref_labels, own_columns, indices_tuple)
-            sums = triplet.smooth_triplet_sums if self.smooth_loss else triplet.all_triplet_sums
-            total, nonzero, n_triplets = sums(emb, ref, block, inverted, self.margin, masks, self.tile_rows)
+            if self.smooth_loss or self.swap:
+                total, nonzero, n_triplets = triplet.dense_triplet_sums(
+                    emb, ref, block, inverted, self.margin, masks, self.tile_rows, self.smooth_loss, self.swap)
+            else:
+                total, nonzero, n_triplets = triplet.all_triplet_sums(emb, ref, block, inverted, self.margin, masks,
+                                                                      self.tile_rows)
         return self._reduced(total, n_triplets, nonzero, emb)

@@ -273,11 +273,15 @@ def test_ntxent_do_nothing_reducer_gives_pml_pair_losses(tuples):
     torch.testing.assert_close(v1, v2, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("options", [{"smooth_loss": True}, {"swap": True}, {"smooth_loss": True, "swap": True}],
+                         ids=["smooth", "swap", "smooth+swap"])
+@pytest.mark.parametrize("distance", ["default", "cosine", "l2 squared"])
 @pytest.mark.parametrize("reducer", [None, "mean", "sum"])
 @pytest.mark.parametrize("tuples", [None, "pairs", "triplets", "cross-batch"])
 @pytest.mark.parametrize("tile_rows", [None, 3])
-def test_smooth_triplet_loss_equals_pml(tuples, tile_rows, reducer, device):
-    """smooth_loss=True: softplus over every triplet, each anchor's (positives x negatives) block at a time."""
+def test_smooth_and_swap_triplet_loss_equal_pml(tuples, tile_rows, reducer, distance, options, device):
+    """smooth_loss (softplus) and swap (min of d_an, d_pn) over every triplet, each anchor's (positives x
+    negatives) block at a time; listed triplets in chunks."""
     emb, labels = make_inputs(36, 4, device=device)
     ref_emb, ref_labels = (None, None) if tuples != "cross-batch" else make_inputs(30, 4, seed=1, device=device)
     indices_tuple = None
@@ -285,13 +289,16 @@ def test_smooth_triplet_loss_equals_pml(tuples, tile_rows, reducer, device):
         indices_tuple = pml_miners.MultiSimilarityMiner(epsilon=0.3)(emb, labels)
     elif tuples == "triplets":
         indices_tuple = pml_miners.TripletMarginMiner(margin=0.3)(emb, labels)
-    extra = {} if reducer is None else {"reducer": REDUCERS[reducer]()}
+    def extra():
+        out = dict(options) if reducer is None else dict(options, reducer=REDUCERS[reducer]())
+        if distance != "default":
+            out["distance"] = DISTANCES[distance]()
+        return out
+
     with warnings.catch_warnings():
         warnings.simplefilter("error", FallbackWarning)
-        ours = losses.TripletMarginLoss(0.2, smooth_loss=True, tile_rows=tile_rows, **extra)
-    pml = pml_losses.TripletMarginLoss(0.2, smooth_loss=True, **({} if reducer is None else
-                                                                 {"reducer": REDUCERS[reducer]()}))
-    compare(ours, pml, emb, labels, indices_tuple, ref_emb, ref_labels)
+        ours = losses.TripletMarginLoss(0.2, tile_rows=tile_rows, **extra())
+    compare(ours, pml_losses.TripletMarginLoss(0.2, **extra()), emb, labels, indices_tuple, ref_emb, ref_labels)
 
 
 def test_smooth_triplet_loss_without_triplets_is_an_attached_zero():
@@ -378,7 +385,7 @@ def test_all_triplets_past_two_to_the_31():
     assert torch.isfinite(emb.grad).all() and emb.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("kwargs, option", [({"swap": True}, "swap"), ({"triplets_per_anchor": 5}, "triplets_per_anchor")])
+@pytest.mark.parametrize("kwargs, option", [({"triplets_per_anchor": 5}, "triplets_per_anchor")])
 def test_triplet_options_without_a_block_path_fall_back(kwargs, option):
     emb, labels = make_inputs(24, 4)
     with pytest.warns(FallbackWarning, match=option):
