@@ -12,12 +12,12 @@ pml_losses = pytest.importorskip("pytorch_metric_learning.losses")
 REFERENCE = {"MultiSimilarityLoss": reference.multi_similarity_loss, "ContrastiveLoss": reference.contrastive_loss}
 
 
-def fwd_bwd(name, impl, emb, labels, ref_emb=None, ref_labels=None):
+def fwd_bwd(name, impl, emb, labels, ref_emb=None, ref_labels=None, **options):
     """A function returning (loss, grad of embeddings) for one fresh leaf copy of the inputs."""
     if impl == "reference":
         loss_fn = lambda *a: REFERENCE[name](a[0], a[1], None, a[2], a[3])
     else:
-        loss_fn = getattr(losses if impl == "slade_ext" else pml_losses, name)()
+        loss_fn = getattr(losses if impl == "slade_ext" else pml_losses, name)(**options)
 
     def run():
         e = emb.detach().clone().requires_grad_()
@@ -29,10 +29,10 @@ def fwd_bwd(name, impl, emb, labels, ref_emb=None, ref_labels=None):
     return run
 
 
-def run_loss(run_case, group, name, impl, *inputs):
-    expected = fwd_bwd(name, "slade_ext", *inputs)()
+def run_loss(run_case, group, name, impl, *inputs, **options):
+    expected = fwd_bwd(name, "slade_ext", *inputs, **options)()
     check = None if impl == "slade_ext" else expect_close(expected, rtol=1e-3, atol=1e-6)
-    run_case(group, impl, fwd_bwd(name, impl, *inputs), check)
+    run_case(group, impl, fwd_bwd(name, impl, *inputs, **options), check)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -66,6 +66,14 @@ def test_ntxent_loss_at_simclr_batch(run_case, n, impl):
 @pytest.mark.parametrize("n", TRIPLET)
 def test_triplet_margin_loss(run_case, n, impl):
     run_loss(run_case, f"TripletMarginLoss fwd+bwd N={n} (all triplets)", "TripletMarginLoss", impl, *clustered(n))
+
+
+@pytest.mark.parametrize("impl", ["slade_ext", "pml"])
+@pytest.mark.parametrize("n", TRIPLET)
+@pytest.mark.parametrize("option", ["smooth_loss", "swap"])
+def test_triplet_margin_loss_options(run_case, option, n, impl):
+    run_loss(run_case, f"TripletMarginLoss({option}=True) fwd+bwd N={n} (all triplets)", "TripletMarginLoss", impl,
+             *clustered(n), **{option: True})
 
 
 def cross_batch_memory_step(name, impl, emb, labels, memory, memory_labels):
