@@ -242,8 +242,8 @@ class ContrastiveLoss(_FusedPairLoss):
 
     def _rows(self, embeddings, labels, ref_emb, ref_labels, lists, query_rows=None):
         return loss_ops.contrastive_loss_rows(
-            embeddings, labels, ref_emb, ref_labels, lists, *self._kernel_margins(), kernel_distance(self.fused_distance),
-            query_rows,
+            embeddings, labels, ref_emb, ref_labels, lists, *self._kernel_margins(),
+            kernel_distance(self.fused_distance), query_rows,
         )
 
     def _parts(self, rows):

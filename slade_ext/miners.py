@@ -17,7 +17,8 @@ call (or ref_emb *being* embeddings with a ref_labels object of other values) co
 N x M matrix, because its row thresholds then see (i, i) on both sides (docs/architecture.md).
 Default distances as PML: cosine for MultiSimilarityMiner, L2 of normalised embeddings for the others.
 `distance=` takes PML's CosineSimilarity(), DotProductSimilarity() (normalised) or LpDistance() (normalised, p=2,
-power 1 or 2: the squared one runs the cosine kernels with mapped margins); any other distance or PML option falls back to PML's own miner with one FallbackWarning per instance.
+power 1 or 2: the squared one runs the cosine kernels with mapped margins); any other distance or PML option
+falls back to PML's own miner with one FallbackWarning per instance.
 Plus ConfidentPairMiner: SLADE's confident-pair selection (docs/method.md), same calling convention.
 """
 from __future__ import annotations
