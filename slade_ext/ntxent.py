@@ -8,7 +8,9 @@ log-sum-exp of s over anchor i's negatives, PML's per-pair loss is
     -log(exp(s_ij) / (exp(s_ij) + exp(LSE_i)) + tiny) = -log(exp(-softplus(LSE_i - s_ij)) + tiny)
 
 with tiny = finfo(dtype).tiny (PML's floor, which caps the loss); the loss is the mean over positive pairs
-(PML's MeanReducer), or their sum, or their mean over the non-zero ones. A listed pair counts as often as it is listed, negatives included (PML's pair-based reading).
+(PML's MeanReducer), or their sum, or their mean over the non-zero ones; any other reducer gets every positive
+pair's loss (`nt_xent_pair_losses`). A listed pair counts as often as it is listed, negatives included (PML's
+pair-based reading).
 """
 from __future__ import annotations
 

@@ -25,8 +25,9 @@ def _signed(raw, inverted: bool):
 
 def all_triplet_sums(emb, ref, block, inverted: bool, margin: float, masks, tile_rows: int | None = None):
     """(sum of relu(u_ap - u_an + margin) over all triplets, number of them with a positive loss, number of
-    triplets): every positive p and negative n of each anchor, weighted by the pairs' multiplicities. block(query, ref) -> the distance (or
-    similarity) block; masks(begin, n_block) -> the block's (positive, negative) multiplicities."""
+    triplets): every positive p and negative n of each anchor, weighted by the pairs' multiplicities.
+    block(query, ref) -> the distance (or similarity) block; masks(begin, n_block) -> the block's (positive,
+    negative) multiplicities."""
 
     def block_sums(query, r, begin: int):
         u = _signed(block(query, r), inverted)
