@@ -20,8 +20,9 @@ GLYPHS_CPU = {
     "eval": {"clustering": True, "grid_queries": 8},
     "selfsup": {"epochs": 2, "batch_size": 128},
     "pseudo": {"k": 600},
-    "student": {"epochs": 12, "basis_logits": "cosine", "ce_scale": 16.0, "basis_lr_mult": 10.0, "warmup_steps": 300,
-                "warmup_ce_ratio": 0.5, "selection": "agree", "selection_negatives": "pseudo", "checkpoint_every": 50},
+    "student": {"epochs": 12, "init": "teacher", "basis_logits": "cosine", "ce_scale": 16.0, "basis_lr_mult": 10.0,
+                "warmup_steps": 300, "warmup_ce_ratio": 0.5, "selection": "agree", "selection_negatives": "pseudo",
+                "checkpoint_every": 50},
     "runtime": {"out_dir": "runs/slade"},
 }
 # slade/pipeline/ablation.py BASE.
