@@ -208,6 +208,12 @@ def check_forward_inputs(embeddings, labels, ref_emb, ref_labels, labels_require
     return labels, ref_labels
 
 
+def runs_fused(obj) -> bool:
+    """Whether `obj` is one of slade_ext's fused miners or losses that did not fall back to PML's class."""
+    fused = getattr(obj, "fused", None)
+    return callable(fused) and bool(fused())
+
+
 class DropInLoss(torch.nn.Module):
     """forward(embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None) as PML's losses: PML's
     twin when `self.fallback` (set by every subclass's __init__) holds one, else `self._own_forward(...)`."""
@@ -215,6 +221,11 @@ class DropInLoss(torch.nn.Module):
     def fused(self) -> bool:
         """Whether this instance runs slade_ext's own path (not PML's class through the fallback)."""
         return self.fallback is None
+
+    def _hold_reducer(self, reducer, pml_options: dict) -> dict:
+        """Keeps `reducer` as PML's set_reducer would (self.reducer) and returns the options PML's twin gets."""
+        self.reducer = held_reducer(reducer)
+        return pml_options if reducer is None else dict(pml_options, reducer=reducer)
 
     def forward(self, embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None):
         if self.fallback is not None:

@@ -16,7 +16,7 @@ import torch
 
 from . import loss_ops, ntxent, row_blocks, triplet
 from .cross_batch_memory import memory_slots
-from ._compat import DropInLoss, check_forward_inputs, held_reducer, pml_twin, sum_reduction
+from ._compat import DropInLoss, check_forward_inputs, pml_twin, sum_reduction
 from .ops import check_number
 from .pair_rules import all_pair_counts, as_pairs, as_tensors
 
@@ -43,10 +43,8 @@ class _BlockLoss(DropInLoss):
         reasons = list(unsupported)
         if pml_options:
             reasons.append(f"option(s) {', '.join(sorted(pml_options))} have no block path")
-        self.reducer = held_reducer(reducer)
         self.reduction = sum_reduction(reducer, self.pml_default_reducer) or ("pml" if self.any_reducer else None)
-        if reducer is not None:
-            pml_options = dict(pml_options, reducer=reducer)
+        pml_options = self._hold_reducer(reducer, pml_options)
         if self.reduction is None:
             reasons.append(f"reducer {type(reducer).__name__} needs every loss, where blocks keep a sum and counts "
                            "(MeanReducer, SumReducer and AvgNonZeroReducer run here)")
@@ -160,9 +158,8 @@ class TripletMarginLoss(_BlockLoss):
         args = {"margin": self.margin, "swap": swap, "smooth_loss": smooth_loss,
                 "triplets_per_anchor": triplets_per_anchor}
         self.smooth_loss, self.swap = bool(smooth_loss), bool(swap)
-        unsupported = []
-        if triplets_per_anchor != "all":
-            unsupported.append(f"triplets_per_anchor={triplets_per_anchor!r} (random sampling) has no block path")
+        unsupported = ([] if triplets_per_anchor == "all" else
+                       [f"triplets_per_anchor={triplets_per_anchor!r} (random sampling) has no block path"])
         super().__init__(distance, tile_rows, reducer, args, unsupported, pml_options)
 
     def _loss(self, emb, ref, block, inverted, labels, ref_labels, own_columns, indices_tuple):

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from ._compat import check_forward_inputs
+from ._compat import check_forward_inputs, runs_fused
 from .pair_rules import all_pairs, as_pairs, as_tensors, as_triplets
 
 __all__ = ["CrossBatchMemory"]
@@ -97,8 +97,7 @@ class CrossBatchMemory(torch.nn.Module):
     def fused(self) -> bool:
         """Whether forward without a miner or indices_tuple skips the pair lists (the loss is a fused slade_ext
         loss that did not fall back to PML)."""
-        fused = getattr(self.loss, "fused", None)
-        return callable(fused) and fused() and hasattr(self.loss, "forward_against_memory")
+        return runs_fused(self.loss) and hasattr(self.loss, "forward_against_memory")
 
     def forward(self, embeddings, labels, indices_tuple=None, enqueue_mask=None):
         labels, _ = check_forward_inputs(embeddings, labels, None, None, labels_required=True)

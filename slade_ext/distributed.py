@@ -33,6 +33,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
+from ._compat import runs_fused
 from .basis import FeatureBasis
 from .loss_ops import pair_lists
 from .losses import combine_parts
@@ -129,8 +130,7 @@ def _as_world_loss(share: torch.Tensor, world: int) -> torch.Tensor:
 
 
 def _require_fused(obj, kind: str) -> None:
-    fused = getattr(obj, "fused", None)
-    if not (callable(fused) and fused()):
+    if not runs_fused(obj):
         raise TypeError(f"efficient=True needs one of slade_ext's fused {kind} without a fallback (got "
                         f"{type(obj).__name__}); wrap it with efficient=False")
 

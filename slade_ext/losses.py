@@ -27,8 +27,8 @@ from __future__ import annotations
 import torch
 
 from . import loss_ops
-from ._compat import (DropInLoss, check_forward_inputs, fused_or_fallback, held_reducer, kernel_distance,
-                      l2sq_as_cosine, sum_reduction)
+from ._compat import (DropInLoss, check_forward_inputs, fused_or_fallback, kernel_distance, l2sq_as_cosine,
+                      sum_reduction)
 from .block_losses import NTXentLoss, TripletMarginLoss
 from .cross_batch_memory import CrossBatchMemory, memory_slots, rest_of_memory
 from .ops import check_number
@@ -63,11 +63,9 @@ class _FusedPairLoss(DropInLoss):
         super().__init__()
         self.distance = distance
         self.reduction = self._fused_reduction(reducer)
-        if reducer is not None:
-            pml_options = dict(pml_options, reducer=reducer)
+        pml_options = self._hold_reducer(reducer, pml_options)
         self.fused_distance, self.fallback = fused_or_fallback(
             "losses", self, distance, pml_options, fused_options=("reducer",) if self.reduction else ())
-        self.reducer = held_reducer(reducer)
 
     def _fused_reduction(self, reducer) -> str | None:
         """How the fused path reduces with `reducer` (None: the loss's PML default), or None: PML's class must."""
