@@ -1,6 +1,7 @@
 """SLADE's ablation on the glyph benchmark (docs/method.md, "Reference figures"): teacher; student with plain pseudo-label
 pairs; + feature basis; + basis + confident-pair selection (literal, agree, agree with pseudo-label negatives, veto);
-and the control without the unlabeled loss.
+and the control without the unlabeled loss; and a diagnostic upper bound, the best student trained on the unlabeled
+images' true classes instead of the teacher's clusters (never a recipe: it reads the hidden labels).
 Per seed, the self-supervised init, the teacher and the pseudo labels are shared by the student variants
 (the pipeline's stages, resumable: rerun the same command to continue). Writes <out>/ablation.json and a markdown
 table (mean +- sample std over seeds).
@@ -19,6 +20,8 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
+
 from slade import config
 from slade.cli.config_args import override_pairs
 from slade.data.benchmark import build_benchmark
@@ -27,7 +30,7 @@ from slade.pipeline.report import pair_summary
 from slade.pipeline.selftrain import selfsup_stage, teacher_stage
 from slade.runtime.context import RunContext
 from slade.runtime.stage_result import finished
-from slade.data.pseudo_labels import load_pseudo_labels
+from slade.data.pseudo_labels import PseudoLabels, load_pseudo_labels
 from slade.stages.pseudo_labels import pseudo_label
 from slade.stages.student import train_student
 
@@ -46,7 +49,20 @@ VARIANTS = {
     # everything else equal
     "control: best student, lambda1 = 0": {"basis": True, "selection": "agree", "selection_negatives": "pseudo",
                                           "lambda1": 0.0},
+    # the diagnosis: what the unlabeled loss could add with perfect clusters (an upper bound for better pseudo
+    # labels); "pseudo_source" is the study's switch, not a student setting
+    "oracle: best student, true classes as pseudo labels": {
+        "basis": True, "selection": "agree", "selection_negatives": "pseudo", "pseudo_source": "oracle"},
 }
+
+
+def oracle_pseudo_labels(pseudo: PseudoLabels, unlabeled) -> PseudoLabels:
+    """`pseudo` with each image's cluster replaced by its true (hidden) class, numbered 0..C-1."""
+    if unlabeled.hidden_labels is None:
+        raise ValueError("the oracle variant needs a benchmark that knows the unlabeled images' classes (glyphs)")
+    _, labels = np.unique(unlabeled.hidden_labels[pseudo.indices], return_inverse=True)
+    labels = labels.astype(pseudo.labels.dtype)
+    return PseudoLabels(labels, pseudo.indices, {"oracle": True, "k": int(labels.max()) + 1, "n": int(len(labels))})
 
 
 def run_seed(cfg: config.Config, variants: dict, tag: str, progress: bool, rounds: int = 1) -> dict:
@@ -62,6 +78,8 @@ def run_seed(cfg: config.Config, variants: dict, tag: str, progress: bool, round
     result = {"teacher": teacher.metrics, "pseudo": {k: v for k, v in pseudo_result.metrics.items() if k != "sizes"},
               "pairs": {}}
     for name, switches in variants.items():
+        switches = dict(switches)
+        oracle = switches.pop("pseudo_source", "teacher") == "oracle"
         variant = copy.deepcopy(cfg)
         for key, value in switches.items():
             setattr(variant.student, key, value)
@@ -75,9 +93,11 @@ def run_seed(cfg: config.Config, variants: dict, tag: str, progress: bool, round
                 finished(round_pseudo_dir, "pseudo_labels", True) or pseudo_label(
                     variant, bench, ctx, round_pseudo_dir, current_teacher.weights)
             student_init = init if variant.student.init == "selfsup" else current_teacher
+            pseudo = load_pseudo_labels(round_pseudo_dir)
+            if oracle:
+                pseudo = oracle_pseudo_labels(pseudo, bench.unlabeled)
             student = finished(out, "student", True) or train_student(
-                variant, bench, load_pseudo_labels(round_pseudo_dir), ctx, out,
-                None if student_init is None else student_init.weights)
+                variant, bench, pseudo, ctx, out, None if student_init is None else student_init.weights)
             key = name if r == 1 else f"{name}, round {r}"
             result[key] = student.metrics
             result["pairs"][key] = pair_summary(student.steps)
