@@ -65,6 +65,12 @@ def oracle_pseudo_labels(pseudo: PseudoLabels, unlabeled) -> PseudoLabels:
     return PseudoLabels(labels, pseudo.indices, {"oracle": True, "k": int(labels.max()) + 1, "n": int(len(labels))})
 
 
+def student_pseudo_labels(pseudo_dir: Path, oracle: bool, unlabeled) -> PseudoLabels:
+    """The pseudo labels a student trains on: the stage's clusters, or with `oracle` the true classes."""
+    pseudo = load_pseudo_labels(pseudo_dir)
+    return oracle_pseudo_labels(pseudo, unlabeled) if oracle else pseudo
+
+
 def run_seed(cfg: config.Config, variants: dict, tag: str, progress: bool, rounds: int = 1) -> dict:
     """One seed: the shared init, teacher and pseudo labels, then each student variant (resumable stages), and
     with rounds > 1 each variant's later self-training rounds (its student is the next round's teacher)."""
@@ -93,11 +99,9 @@ def run_seed(cfg: config.Config, variants: dict, tag: str, progress: bool, round
                 finished(round_pseudo_dir, "pseudo_labels", True) or pseudo_label(
                     variant, bench, ctx, round_pseudo_dir, current_teacher.weights)
             student_init = init if variant.student.init == "selfsup" else current_teacher
-            pseudo = load_pseudo_labels(round_pseudo_dir)
-            if oracle:
-                pseudo = oracle_pseudo_labels(pseudo, bench.unlabeled)
             student = finished(out, "student", True) or train_student(
-                variant, bench, pseudo, ctx, out, None if student_init is None else student_init.weights)
+                variant, bench, student_pseudo_labels(round_pseudo_dir, oracle, bench.unlabeled), ctx, out,
+                None if student_init is None else student_init.weights)
             key = name if r == 1 else f"{name}, round {r}"
             result[key] = student.metrics
             result["pairs"][key] = pair_summary(student.steps)
