@@ -23,12 +23,14 @@ if SIZES == "tiny":
     TRIPLET = [64]
     NTXENT, NTXENT_LARGE = [64], [256]
     UNCLUSTERED = [128]
+    DISTANCE_OPTIONS = [128]
 elif SIZES == "full":
     SQUARE = [1024, 2048, 4096] + ([8192, 65536] if DEVICE.type == "cuda" else [])
     CROSS = [(256, 16384)]
     TRIPLET = [512, 1024]
     NTXENT, NTXENT_LARGE = [256, 512], [8192]
     UNCLUSTERED = [4096]
+    DISTANCE_OPTIONS = [4096]  # the distances other than each class's default, at the headline size
 else:
     raise ValueError(f"SLADE_BENCH_SIZES must be 'tiny' or 'full', got {SIZES!r}")
 

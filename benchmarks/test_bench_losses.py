@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import pytest
 
-from cases import CROSS, IMPLS, NTXENT, NTXENT_LARGE, SQUARE, TRIPLET, clustered, cross_batch, expect_close, two_views
+from cases import (CROSS, DISTANCE_OPTIONS, IMPLS, NTXENT, NTXENT_LARGE, SQUARE, TRIPLET, clustered, cross_batch,
+                   expect_close, two_views)
 
 from slade_ext import losses, reference
 
 pml_losses = pytest.importorskip("pytorch_metric_learning.losses")
+pml_distances = pytest.importorskip("pytorch_metric_learning.distances")
 
 REFERENCE = {"MultiSimilarityLoss": reference.multi_similarity_loss, "ContrastiveLoss": reference.contrastive_loss}
 
@@ -103,3 +105,19 @@ def test_cross_batch_memory(run_case, name, n, m, impl):
     check = None if impl == "slade_ext" else expect_close(expected, rtol=1e-3, atol=1e-6)
     run_case(f"CrossBatchMemory({name}) fwd+bwd {n} x memory {m}", impl,
              cross_batch_memory_step(name, impl, *inputs), check)
+
+
+# Unnormalised embeddings (PML's normalize_embeddings=False) on the fused path: (distance factory, label)
+UNNORMALISED = {
+    "MultiSimilarityLoss": (lambda: pml_distances.DotProductSimilarity(normalize_embeddings=False), "dot"),
+    "ContrastiveLoss": (lambda: pml_distances.LpDistance(normalize_embeddings=False), "L2"),
+}
+
+
+@pytest.mark.parametrize("impl", ["slade_ext", "pml"])  # the reference takes distance names, not PML objects
+@pytest.mark.parametrize("n", DISTANCE_OPTIONS)
+@pytest.mark.parametrize("name", list(UNNORMALISED))
+def test_loss_unnormalised(run_case, name, n, impl):
+    make, label = UNNORMALISED[name]
+    assert getattr(losses, name)(distance=make()).fallback is None  # timed on the fused path, not PML's
+    run_loss(run_case, f"{name}(unnormalised {label}) fwd+bwd N={n}", name, impl, *clustered(n), distance=make())

@@ -1,7 +1,7 @@
 """pytorch-metric-learning interop for the drop-in miners and losses: PML stays optional.
 
-- `fused_distance` maps a PML distance object onto the fused kernels' "cosine" / "l2", or None when they cannot
-  reproduce it (then the module falls back to PML's own class).
+- `fused_distance` maps a PML distance object onto the fused kernels' distance name (slade_ext.distances), or None
+  when they cannot reproduce it (then the module falls back to PML's own class).
 - `pml_twin` builds that PML class, warning once per module instance (FallbackWarning).
 - `check_forward_inputs` validates the PML forward arguments with messages naming them.
 - `DropInLoss` is the losses' PML forward: PML's twin when the instance fell back, else the instance's own path.
@@ -15,6 +15,7 @@ import warnings
 
 import torch
 
+from . import distances
 from .ops import check_same_dtype_and_device
 
 # PML's own classes by the module that defines them, not the package namespace: a user who adopted the drop-ins by
@@ -94,35 +95,24 @@ def sum_reduction(reducer, default: str) -> str | None:
 
 
 def fused_distance(distance, default: str) -> str | None:
-    """"cosine" for PML's CosineSimilarity() and DotProductSimilarity(normalize_embeddings=True) (the same
-    matrix: PML's CosineSimilarity is that DotProductSimilarity), "l2" for LpDistance(normalize_embeddings=True,
-    p=2, power=1), "l2sq" for its power=2, `default` for None, else None (not fusable)."""
+    """The fused kernels' name (slade_ext.distances) of a PML distance object: CosineSimilarity() and
+    DotProductSimilarity (normalised or not), LpDistance (normalised or not, p=2, power 1 or 2); `default` for
+    None; None for anything else (not fusable: another p or power, a subclass, a user's own distance)."""
     if distance is None:
         return default
     if not pml_available():
         return None
     similarities = (pml_class("distances", "CosineSimilarity"), pml_class("distances", "DotProductSimilarity"))
-    LpDistance = pml_class("distances", "LpDistance")
-    if getattr(distance, "p", None) != 2 or not getattr(distance, "normalize_embeddings", False):
+    if type(distance) in similarities:
+        similarity = True
+    elif type(distance) is pml_class("distances", "LpDistance"):
+        similarity = False
+    else:
         return None
-    power = getattr(distance, "power", None)
-    if type(distance) in similarities and power == 1:
-        return "cosine"
-    if type(distance) is LpDistance and power in (1, 2):
-        return "l2" if power == 1 else "l2sq"
-    return None
-
-
-def kernel_distance(fused: str) -> str:
-    """The kernels' distance for a fused_distance name. On unit rows the squared L2 is 2 - 2 cos, a decreasing
-    affine map of the cosine: every margin, epsilon and loss of the classes maps onto the cosine kernels
-    (`l2sq_as_cosine`), so "l2sq" runs those."""
-    return "cosine" if fused == "l2sq" else fused
-
-
-def l2sq_as_cosine(threshold: float) -> float:
-    """The cosine at which 2 - 2 cos equals `threshold` (a squared-L2 margin on unit rows)."""
-    return 1.0 - threshold / 2.0
+    if getattr(distance, "p", None) != 2 or bool(getattr(distance, "is_inverted", None)) != similarity:
+        return None
+    normalize, power = getattr(distance, "normalize_embeddings", None), getattr(distance, "power", None)
+    return distances.name_of(normalize, similarity, power)
 
 
 def pml_twin(module_name: str, class_name: str, kwargs: dict, reason: str):
@@ -148,8 +138,8 @@ def fused_or_fallback(module_name: str, owner, distance, pml_options: dict, fuse
     if unfused:
         reason = f"option(s) {', '.join(unfused)} have no fused kernel"
     elif fused is None:
-        reason = (f"distance {distance!r} has no fused kernel (only CosineSimilarity, normalised DotProductSimilarity "
-                  "and normalised LpDistance p=2, power 1 or 2)")
+        reason = (f"distance {distance!r} has no fused kernel (only CosineSimilarity, DotProductSimilarity and "
+                  "LpDistance with p=2, power 1 or 2)")
     if reason is None:
         return fused, None
     kwargs = dict(owner._pml_args(), **pml_options)

@@ -27,8 +27,7 @@ from __future__ import annotations
 import torch
 
 from . import loss_ops
-from ._compat import (DropInLoss, check_forward_inputs, fused_or_fallback, kernel_distance, l2sq_as_cosine,
-                      sum_reduction)
+from ._compat import DropInLoss, check_forward_inputs, fused_or_fallback, sum_reduction
 from .block_losses import NTXentLoss, TripletMarginLoss
 from .cross_batch_memory import CrossBatchMemory, memory_slots, rest_of_memory
 from .ops import check_number
@@ -170,17 +169,9 @@ class MultiSimilarityLoss(_FusedPairLoss):
         # PML's loss is per anchor ("element"): any PML reducer takes it as the fused rows give it
         return "mean" if reducer is None else "pml"
 
-    def _kernel_args(self):
-        """(alpha, beta, base) for the kernels. Squared L2 (2 - 2 cos) maps onto the cosine kernel with 2 alpha,
-        2 beta and base 1 - base / 2: alpha (d^2 - base) = 2 alpha (1 - base / 2 - cos), so its accumulators are
-        the squared-L2 ones, and _parts' division by alpha and beta (not 2 alpha, 2 beta) gives PML's loss."""
-        if self.fused_distance == "l2sq":
-            return 2 * self.alpha, 2 * self.beta, l2sq_as_cosine(self.base)
-        return self.alpha, self.beta, self.base
-
     def _rows(self, embeddings, labels, ref_emb, ref_labels, lists, query_rows=None):
         return loss_ops.multi_similarity_loss_rows(
-            embeddings, labels, ref_emb, ref_labels, lists, *self._kernel_args(), kernel_distance(self.fused_distance),
+            embeddings, labels, ref_emb, ref_labels, lists, self.alpha, self.beta, self.base, self.fused_distance,
             query_rows,
         )
 
@@ -231,23 +222,15 @@ class ContrastiveLoss(_FusedPairLoss):
         # PML's losses are per pair; the rows' sums and non-zero counts give these reducers (per side, summed)
         return sum_reduction(reducer, "avg_nonzero")
 
-    def _kernel_margins(self):
-        """(pos_margin, neg_margin) for the kernels. Squared L2 (2 - 2 cos): relu(d^2 - m) = 2 relu(1 - m / 2 - cos),
-        so the cosine kernel with margins 1 - m / 2 gives half of each pair loss (_parts doubles them back)."""
-        if self.fused_distance == "l2sq":
-            return l2sq_as_cosine(self.pos_margin), l2sq_as_cosine(self.neg_margin)
-        return self.pos_margin, self.neg_margin
-
     def _rows(self, embeddings, labels, ref_emb, ref_labels, lists, query_rows=None):
         return loss_ops.contrastive_loss_rows(
-            embeddings, labels, ref_emb, ref_labels, lists, *self._kernel_margins(),
-            kernel_distance(self.fused_distance), query_rows,
+            embeddings, labels, ref_emb, ref_labels, lists, self.pos_margin, self.neg_margin, self.fused_distance,
+            query_rows,
         )
 
     def _parts(self, rows):
         # AvgNonZeroReducer per side: the sum of the non-zero pair losses over their count (0 without any)
-        scale = 2.0 if self.fused_distance == "l2sq" else 1.0  # _kernel_margins
-        return rows[:, :2].sum(0) * scale, rows[:, 2:].sum(0)
+        return rows[:, :2].sum(0), rows[:, 2:].sum(0)
 
     def _reduce(self, rows, embeddings, labels, counts):
         # per side in the embeddings' dtype, then summed (MultipleReducers)

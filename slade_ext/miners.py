@@ -16,9 +16,10 @@ composed here (module `_SelfPairs` below), exactly, with one dense exception: Mu
 call (or ref_emb *being* embeddings with a ref_labels object of other values) computes PML's rule on the full
 N x M matrix, because its row thresholds then see (i, i) on both sides (docs/architecture.md).
 Default distances as PML: cosine for MultiSimilarityMiner, L2 of normalised embeddings for the others.
-`distance=` takes PML's CosineSimilarity(), DotProductSimilarity() (normalised) or LpDistance() (normalised, p=2,
-power 1 or 2: the squared one runs the cosine kernels with mapped margins); any other distance or PML option
-falls back to PML's own miner with one FallbackWarning per instance.
+`distance=` takes PML's CosineSimilarity(), DotProductSimilarity() and LpDistance() (p=2, power 1 or 2), with
+normalize_embeddings True or False (slade_ext.distances; distances are computed as PML computes them, so identical
+rows are 0 apart); any other distance or PML option falls back to PML's own miner with one FallbackWarning per
+instance.
 Plus ConfidentPairMiner: SLADE's confident-pair selection (docs/method.md), same calling convention.
 """
 from __future__ import annotations
@@ -27,8 +28,8 @@ import math
 
 import torch
 
-from . import ops
-from ._compat import check_forward_inputs, fused_or_fallback, kernel_distance, l2sq_as_cosine
+from . import distances, ops
+from ._compat import check_forward_inputs, fused_or_fallback
 from .ops import check_number
 
 __all__ = [
@@ -104,10 +105,8 @@ class MultiSimilarityMiner(_FusedMiner):
         return {"epsilon": self.epsilon}
 
     def _mine(self, embeddings, labels, ref_emb, ref_labels, query_rows=None):
-        # squared L2 = 2 - 2 cos: its epsilon is twice the cosine's
-        epsilon = self.epsilon / 2 if self.fused_distance == "l2sq" else self.epsilon
-        return ops.mine_multi_similarity(embeddings, labels, ref_emb, ref_labels, epsilon,
-                                         kernel_distance(self.fused_distance), query_rows)
+        return ops.mine_multi_similarity(embeddings, labels, ref_emb, ref_labels, self.epsilon, self.fused_distance,
+                                         query_rows)
 
     def _mine_separate(self, embeddings, labels, ref_emb, ref_labels):
         if ref_emb is not embeddings:
@@ -135,11 +134,8 @@ class PairMarginMiner(_FusedMiner):
         return {"pos_margin": self.pos_margin, "neg_margin": self.neg_margin}
 
     def _mine(self, embeddings, labels, ref_emb, ref_labels, query_rows=None):
-        pos_margin, neg_margin = self.pos_margin, self.neg_margin
-        if self.fused_distance == "l2sq":  # d^2 > m (a positive kept) is cos < 1 - m / 2
-            pos_margin, neg_margin = l2sq_as_cosine(pos_margin), l2sq_as_cosine(neg_margin)
-        return ops.mine_pair_margin(embeddings, labels, ref_emb, ref_labels, pos_margin, neg_margin,
-                                    kernel_distance(self.fused_distance), query_rows)
+        return ops.mine_pair_margin(embeddings, labels, ref_emb, ref_labels, self.pos_margin, self.neg_margin,
+                                    self.fused_distance, query_rows)
 
 
 class BatchHardMiner(_FusedMiner):
@@ -147,9 +143,7 @@ class BatchHardMiner(_FusedMiner):
         return {}
 
     def _mine(self, embeddings, labels, ref_emb, ref_labels, query_rows=None):
-        # the hardest pairs under squared L2 are the cosine's
-        return ops.mine_batch_hard(embeddings, labels, ref_emb, ref_labels, kernel_distance(self.fused_distance),
-                                   query_rows)
+        return ops.mine_batch_hard(embeddings, labels, ref_emb, ref_labels, self.fused_distance, query_rows)
 
     def _mine_without_self_pairs(self, embeddings, labels, ref_emb):
         """Mine against ref_emb; where the hardest positive came out as (i, i), mine anchor i's positives again
@@ -200,9 +194,9 @@ class TripletMarginMiner(_FusedMiner):
             labels,
             ref_emb,
             ref_labels,
-            self.margin / 2 if self.fused_distance == "l2sq" else self.margin,  # d_an^2 - d_ap^2 = 2 (s_ap - s_an)
+            self.margin,
             self.type_of_triplets,
-            distance=kernel_distance(self.fused_distance),
+            distance=self.fused_distance,
             query_rows=query_rows,
         )
 
@@ -298,22 +292,12 @@ class ConfidentPairMiner(torch.nn.Module):
         return a1, p, a2, n
 
 
-def _dense_distance(x, y, distance: str):
-    """PML's CosineSimilarity() / LpDistance(power=1 or 2) matrix (normalised embeddings), computed as PML does."""
-    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    x = torch.nn.functional.normalize(x.to(dtype), p=2, dim=1)
-    y = torch.nn.functional.normalize(y.to(dtype), p=2, dim=1)
-    if distance == "cosine":
-        return x @ y.t()
-    return torch.cdist(x, y, p=2) ** (2 if distance == "l2sq" else 1)
-
-
 def _dense_multi_similarity(emb, labels, ref_emb, ref_labels, epsilon, distance, mask_diagonal,
                             drop_self_positives=False):
     """PML's MultiSimilarityMiner.mine on the full N x M matrix, for the self-pair combinations the fused op cannot
     express (see MultiSimilarityMiner). drop_self_positives: get_all_pairs_indices with ref_labels *being* labels."""
-    mat = _dense_distance(emb, ref_emb, distance)
-    inverted = distance == "cosine"
+    mat = distances.dense_matrix(emb, ref_emb, distance)
+    inverted = distances.is_inverted(distance)
     matches = labels.long()[:, None] == ref_labels.long()[None, :]
     diffs = ~matches
     if drop_self_positives:

@@ -6,6 +6,10 @@ Conventions shared by every op:
 - Labels are 1-D integer tensors on the embeddings' device.
 - ref_emb=None (or ref_emb *is* emb) compares the set with itself and skips the pair (i, i), as
   pytorch-metric-learning does; any other ref_emb is a separate reference set and nothing is skipped.
+- `distance` (miners, and the losses of `slade_ext.loss_ops`) names one of pytorch-metric-learning's distances:
+  "cosine" (CosineSimilarity), "dot" (DotProductSimilarity(normalize_embeddings=False)), "l2" / "l2sq"
+  (LpDistance(), power 1 / 2) and "euclidean" / "sqeuclidean" (LpDistance(normalize_embeddings=False), power 1 /
+  2). Distances are computed as torch.cdist computes them, as PML does: identical rows are 0 apart.
 - Index outputs are int64 on the embeddings' device, in a documented order: pairs row-major (anchor ascending,
   then reference ascending), triplets lexicographic in (anchor, positive, negative).
 """

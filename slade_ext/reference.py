@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from . import distances
+
 
 def _compute(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
@@ -59,16 +61,6 @@ def basis_pair_stats(emb, basis, labels, ref_emb=None, ref_labels=None):
     return out[0], out[1], out[2], out[3], n_pos, n_neg
 
 
-def _closeness(emb, ref_emb, distance: str) -> torch.Tensor:
-    """Cosine similarity of the normalised embeddings, or their L2 distance."""
-    s = F.normalize(_compute(emb), dim=-1) @ F.normalize(_compute(ref_emb), dim=-1).T
-    if distance == "cosine":
-        return s
-    if distance == "l2":
-        return torch.sqrt(torch.clamp(2 - 2 * s, min=0))
-    raise ValueError(f'distance must be "cosine" or "l2", got "{distance}"')
-
-
 def _candidates(labels, ref_labels, self_mode, n, m, device):
     same = labels.long()[:, None] == ref_labels.long()[None, :]
     return same & ~_self_mask(n, m, self_mode, device), ~same
@@ -82,7 +74,7 @@ def _pairs(pos_mask, neg_mask):
 
 def mine_multi_similarity(emb, labels, ref_emb=None, ref_labels=None, epsilon=0.1, distance="cosine"):
     ref_emb, ref_labels, self_mode = _refs(emb, labels, ref_emb, ref_labels)
-    v = _closeness(emb, ref_emb, distance)
+    v = distances.dense_matrix(emb, ref_emb, distance)
     pos_c, neg_c = _candidates(labels, ref_labels, self_mode, *v.shape, v.device)
     inf = torch.tensor(float("inf"), dtype=v.dtype, device=v.device)
     min_pos = torch.where(pos_c, v, inf).amin(1, keepdim=True)
@@ -90,7 +82,7 @@ def mine_multi_similarity(emb, labels, ref_emb=None, ref_labels=None, epsilon=0.
     min_neg = torch.where(neg_c, v, inf).amin(1, keepdim=True)
     max_neg = torch.where(neg_c, v, -inf).amax(1, keepdim=True)
     eps = torch.tensor(epsilon, dtype=v.dtype)
-    if distance == "cosine":
+    if distances.is_inverted(distance):
         pos, neg = v - eps < max_neg, v + eps > min_pos
     else:
         pos, neg = v + eps > min_neg, v - eps < max_pos
@@ -99,11 +91,11 @@ def mine_multi_similarity(emb, labels, ref_emb=None, ref_labels=None, epsilon=0.
 
 def mine_pair_margin(emb, labels, ref_emb=None, ref_labels=None, pos_margin=0.2, neg_margin=0.8, distance="cosine"):
     ref_emb, ref_labels, self_mode = _refs(emb, labels, ref_emb, ref_labels)
-    v = _closeness(emb, ref_emb, distance)
+    v = distances.dense_matrix(emb, ref_emb, distance)
     pos_c, neg_c = _candidates(labels, ref_labels, self_mode, *v.shape, v.device)
     pm = torch.tensor(pos_margin, dtype=v.dtype)
     nm = torch.tensor(neg_margin, dtype=v.dtype)
-    if distance == "cosine":
+    if distances.is_inverted(distance):
         return _pairs(pos_c & (v < pm), neg_c & (v > nm))
     return _pairs(pos_c & (v > pm), neg_c & (v < nm))
 
@@ -115,10 +107,10 @@ def _first_index(mask: torch.Tensor) -> torch.Tensor:
 
 def mine_batch_hard(emb, labels, ref_emb=None, ref_labels=None, distance="cosine"):
     ref_emb, ref_labels, self_mode = _refs(emb, labels, ref_emb, ref_labels)
-    v = _closeness(emb, ref_emb, distance)
+    v = distances.dense_matrix(emb, ref_emb, distance)
     pos_c, neg_c = _candidates(labels, ref_labels, self_mode, *v.shape, v.device)
     inf = torch.tensor(float("inf"), dtype=v.dtype, device=v.device)
-    if distance == "cosine":  # hardest positive = least similar, hardest negative = most similar
+    if distances.is_inverted(distance):  # hardest positive = least similar, hardest negative = most similar
         best_pos = torch.where(pos_c, v, inf).amin(1, keepdim=True)
         best_neg = torch.where(neg_c, v, -inf).amax(1, keepdim=True)
     else:
@@ -142,9 +134,9 @@ def mine_triplet_margin(
     distance="cosine",
 ):
     ref_emb, ref_labels, self_mode = _refs(emb, labels, ref_emb, ref_labels)
-    v = _closeness(emb, ref_emb, distance)
+    v = distances.dense_matrix(emb, ref_emb, distance)
     pos_c, neg_c = _candidates(labels, ref_labels, self_mode, *v.shape, v.device)
-    tm = v[:, :, None] - v[:, None, :] if distance == "cosine" else v[:, None, :] - v[:, :, None]
+    tm = v[:, :, None] - v[:, None, :] if distances.is_inverted(distance) else v[:, None, :] - v[:, :, None]
     margin = torch.tensor(margin, dtype=v.dtype)
     conditions = {
         "all": tm <= margin,
@@ -197,7 +189,7 @@ def _loss_pairs(emb, labels, ref_emb, ref_labels, indices_tuple):
 
 
 def _margin(x, y, distance):
-    return y - x if distance == "cosine" else x - y
+    return y - x if distances.is_inverted(distance) else x - y
 
 
 def multi_similarity_loss(
@@ -207,7 +199,7 @@ def multi_similarity_loss(
     ref_emb, (a1, p, a2, n) = _loss_pairs(emb, labels, ref_emb, ref_labels, indices_tuple)
     if all(len(x) <= 1 for x in (a1, p, a2, n)):
         return (emb * 0).sum()
-    v = _closeness(emb, ref_emb, distance)
+    v = distances.dense_matrix(emb, ref_emb, distance)
     pos_mask = torch.zeros_like(v, dtype=torch.bool)
     neg_mask = torch.zeros_like(v, dtype=torch.bool)
     pos_mask[a1, p] = True
@@ -229,7 +221,7 @@ def contrastive_loss(
     ref_emb, (a1, p, a2, n) = _loss_pairs(emb, labels, ref_emb, ref_labels, indices_tuple)
     if all(len(x) <= 1 for x in (a1, p, a2, n)):
         return (emb * 0).sum()
-    v = _closeness(emb, ref_emb, distance)
+    v = distances.dense_matrix(emb, ref_emb, distance)
 
     def avg_non_zero(losses):
         losses = losses[losses > 0]

@@ -135,11 +135,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     const Opt& ref_labels, int64_t query_begin, int64_t query_end) {
   auto s = prepare_stats(emb, basis, labels, ref_emb, ref_labels, query_begin, query_end);
   auto acc = at::zeros({6}, emb.options().dtype(at::kDouble));
-  for_each_similarity_tile(s.pairs.rows, s.pairs.refs, tile_budget(s.pairs.rows),
-                           [&](int64_t begin, const at::Tensor& sim) {
-                             auto tile = make_tile(s.pairs, begin, sim);
-                             SLADE_TILE_DISPATCH(pair_stats_tile, tile, acc);
-                           });
+  for_each_pair_tile(s.pairs, [&](int64_t begin, const at::Tensor& sim) {
+    auto tile = make_tile(s.pairs, begin, sim);
+    SLADE_TILE_DISPATCH(pair_stats_tile, tile, acc);
+  });
   auto out_dtype = s.p.rn.scalar_type();
   auto moments = [&](int64_t k) {
     auto n = acc[k + 2];
@@ -189,15 +188,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> basis_pair_stats_backward(
     if (want_p) grad_rn = at::zeros_like(s.pairs.rows);
     if (want_q) grad_qn = at::zeros_like(s.pairs.refs);
   }
-  for_each_similarity_tile(s.pairs.rows, s.pairs.refs, tile_budget(s.pairs.rows),
-                           [&](int64_t begin, const at::Tensor& sim) {
-                             auto tile = make_tile(s.pairs, begin, sim);
-                             // sim now holds d(loss)/d(s) for this block
-                             SLADE_TILE_DISPATCH(pair_weights_tile, tile, coef);
-                             auto rows = s.pairs.rows.narrow(0, begin, sim.size(0));
-                             if (want_p) grad_rn.narrow(0, begin, sim.size(0)).add_(at::mm(tile.sim, s.pairs.refs));
-                             if (want_q) grad_qn.add_(at::mm(tile.sim.t(), rows));
-                           });
+  for_each_pair_tile(s.pairs, [&](int64_t begin, const at::Tensor& sim) {
+    auto tile = make_tile(s.pairs, begin, sim);
+    // sim now holds d(loss)/d(s) for this block
+    SLADE_TILE_DISPATCH(pair_weights_tile, tile, coef);
+    auto rows = s.pairs.rows.narrow(0, begin, sim.size(0));
+    if (want_p) grad_rn.narrow(0, begin, sim.size(0)).add_(at::mm(tile.sim, s.pairs.refs));
+    if (want_q) grad_qn.add_(at::mm(tile.sim.t(), rows));
+  });
   if (s.pairs.self) {
     auto [grad_x, grad_w] = projection_backward(grad_qn, s.p, basis, mask[0], mask[1]);
     return basis_grads(emb, basis, ref_emb, mask, grad_x, grad_w, at::Tensor(), at::Tensor());

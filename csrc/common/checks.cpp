@@ -74,9 +74,22 @@ at::Tensor project_normalize(const at::Tensor& x, const at::Tensor& basis) {
 at::Tensor labels_int64(const at::Tensor& labels) { return labels.to(at::kLong).contiguous(); }
 
 Distance parse_distance(const std::string& name) {
-  if (name == "cosine") return Distance::Cosine;
-  if (name == "l2") return Distance::L2;
-  TORCH_CHECK_VALUE(false, "distance must be \"cosine\" or \"l2\", got \"", name, "\"");
+  if (name == "cosine") return {true, true, 1};
+  if (name == "dot") return {false, true, 1};
+  if (name == "l2") return {true, false, 1};
+  if (name == "l2sq") return {true, false, 2};
+  if (name == "euclidean") return {false, false, 1};
+  if (name == "sqeuclidean") return {false, false, 2};
+  TORCH_CHECK_VALUE(false, "distance must be one of \"cosine\", \"dot\", \"l2\", \"l2sq\", \"euclidean\", "
+                    "\"sqeuclidean\"; got \"", name, "\"");
+}
+
+at::Tensor closeness_tile(const at::Tensor& block, const at::Tensor& refs, const Distance& distance, bool use_mm) {
+  if (distance.similarity) return at::mm(block, refs.t());
+  // torch.cdist's compute_mode: 1 = always its matrix-product form, 2 = never
+  auto tile = at::cdist(block, refs, 2.0, use_mm ? 1 : 2);
+  if (distance.power == 2) tile.mul_(tile);  // PML squares the distance matrix: torch.cdist(x, y) ** 2
+  return tile.neg_();
 }
 
 int64_t rows_per_tile(int64_t n_rows, int64_t n_cols, int64_t max_tile_elems) {
@@ -84,16 +97,16 @@ int64_t rows_per_tile(int64_t n_rows, int64_t n_cols, int64_t max_tile_elems) {
   return std::max<int64_t>(1, std::min<int64_t>(rows, std::max<int64_t>(n_rows, 1)));
 }
 
-void for_each_similarity_tile(const at::Tensor& rows, const at::Tensor& refs, int64_t max_tile_elems,
-                              const std::function<void(int64_t, const at::Tensor&)>& fn) {
+void for_each_closeness_tile(const at::Tensor& rows, const at::Tensor& refs, const Distance& distance,
+                             int64_t max_tile_elems, const std::function<void(int64_t, const at::Tensor&)>& fn) {
   const int64_t n = rows.size(0);
   const int64_t m = refs.size(0);
   if (n == 0 || m == 0) return;
   const int64_t block = rows_per_tile(n, m, max_tile_elems);
-  auto refs_t = refs.t();
+  const bool use_mm = cdist_uses_mm(n, m);
   for (int64_t begin = 0; begin < n; begin += block) {
     const int64_t len = std::min(block, n - begin);
-    fn(begin, at::mm(rows.narrow(0, begin, len), refs_t).contiguous());
+    fn(begin, closeness_tile(rows.narrow(0, begin, len), refs, distance, use_mm).contiguous());
   }
 }
 

@@ -19,7 +19,7 @@ PairInputs prepare_pair_inputs(const at::Tensor& emb, const c10::optional<at::Te
                                const c10::optional<at::Tensor>& ref_emb,
                                const c10::optional<at::Tensor>& ref_labels, bool labels_required,
                                const at::Tensor* basis, const char* labels_name, int64_t query_begin,
-                               int64_t query_end) {
+                               int64_t query_end, const Distance& distance) {
   check_embeddings(emb, "emb");
   const int64_t end = check_query_range(query_begin, query_end, emb.size(0), ref_emb.has_value());
   const auto device = emb.device();
@@ -31,7 +31,13 @@ PairInputs prepare_pair_inputs(const at::Tensor& emb, const c10::optional<at::Te
   }
   TORCH_CHECK_VALUE(ref_emb.has_value() || !ref_labels.has_value(), "ref_labels was given without ref_emb");
   if (basis != nullptr) check_basis(*basis, emb.size(1), device, "basis");
-  auto embed = [&](const at::Tensor& x) { return basis ? project_normalize(x, *basis) : normalize_rows(x); };
+  TORCH_CHECK_VALUE(basis == nullptr || (distance.similarity && distance.normalize),
+                    "a basis projection is compared by its cosine similarity only");
+  in.distance = distance;
+  auto embed = [&](const at::Tensor& x) {
+    if (basis) return project_normalize(x, *basis);
+    return distance.normalize ? normalize_rows(x) : x.to(compute_dtype(x)).contiguous();
+  };
   in.rows = embed(emb);
   if (ref_emb.has_value()) {
     check_embeddings(*ref_emb, "ref_emb");
@@ -63,6 +69,10 @@ int64_t check_query_range(int64_t query_begin, int64_t query_end, int64_t n, boo
   TORCH_CHECK_VALUE(!has_ref_emb || (query_begin == 0 && end == n),
                     "query_rows needs ref_emb=None: the queries are rows of emb compared with all of emb");
   return end;
+}
+
+void for_each_pair_tile(const PairInputs& in, const std::function<void(int64_t, const at::Tensor&)>& fn) {
+  for_each_closeness_tile(in.rows, in.refs, in.distance, tile_budget(in.rows), fn);
 }
 
 Tile make_tile(const PairInputs& in, int64_t begin, const at::Tensor& sim) {

@@ -53,7 +53,7 @@ struct LossInputs {
 
 LossInputs prepare_loss_inputs(const at::Tensor& emb, const Opt& labels, const Opt& ref_emb, const Opt& ref_labels,
                                const Opt& pos_ptr, const Opt& pos_cols, const Opt& neg_ptr, const Opt& neg_cols,
-                               int64_t query_begin, int64_t query_end) {
+                               int64_t query_begin, int64_t query_end, c10::string_view distance) {
   LossInputs in;
   const bool lists_given = pos_ptr.has_value() || pos_cols.has_value() || neg_ptr.has_value() || neg_cols.has_value();
   TORCH_CHECK_VALUE(lists_given || labels.has_value(), "labels are required when no pair lists are given");
@@ -62,7 +62,8 @@ LossInputs prepare_loss_inputs(const at::Tensor& emb, const Opt& labels, const O
   // Labels only matter for the all-pairs path; pair lists are used as given.
   in.pairs = prepare_pair_inputs(emb, lists_given ? c10::nullopt : labels, ref_emb,
                                  lists_given ? c10::nullopt : ref_labels, /*labels_required=*/!lists_given,
-                                 /*basis=*/nullptr, "labels", query_begin, query_end);
+                                 /*basis=*/nullptr, "labels", query_begin, query_end,
+                                 parse_distance(std::string(distance)));
   in.lists = check_pair_lists(pos_ptr, pos_cols, neg_ptr, neg_cols, in.pairs.rows.size(0), in.pairs.refs.size(0),
                               emb.device());
   return in;
@@ -73,11 +74,10 @@ LossInputs prepare_loss_inputs(const at::Tensor& emb, const Opt& labels, const O
 at::Tensor loss_rows(const LossInputs& in, const LossRule& rule) {
   const int64_t n = in.pairs.rows.size(0), first = in.pairs.query_begin;
   auto rows_out = at::zeros({first + n, kLossRowState}, in.pairs.rows.options().dtype(at::kDouble));
-  for_each_similarity_tile(in.pairs.rows, in.pairs.refs, tile_budget(in.pairs.rows),
-                           [&](int64_t begin, const at::Tensor& sim) {
-                             auto tile = make_tile(in.pairs, begin, sim);
-                             SLADE_TILE_DISPATCH(loss_rows_tile, tile, in.lists, rule, rows_out);
-                           });
+  for_each_pair_tile(in.pairs, [&](int64_t begin, const at::Tensor& sim) {
+    auto tile = make_tile(in.pairs, begin, sim);
+    SLADE_TILE_DISPATCH(loss_rows_tile, tile, in.lists, rule, rows_out);
+  });
   return first == 0 ? rows_out : rows_out.narrow(0, first, n).clone();
 }
 
@@ -117,22 +117,54 @@ std::tuple<at::Tensor, at::Tensor> loss_rows_backward(const at::Tensor& grad_row
     if (want_rows) grad_rn = at::zeros_like(in.pairs.rows);
     if (want_refs) grad_qn = at::zeros_like(in.pairs.refs);
   }
-  for_each_similarity_tile(in.pairs.rows, in.pairs.refs, tile_budget(in.pairs.rows),
-                           [&](int64_t begin, const at::Tensor& sim) {
-                             auto tile = make_tile(in.pairs, begin, sim);
-                             // sim now holds d(loss)/d(s)
-                             SLADE_TILE_DISPATCH(loss_weights_tile, tile, in.lists, rule, state);
-                             auto block = in.pairs.rows.narrow(0, begin, sim.size(0));
-                             if (want_rows) grad_rn.narrow(0, begin, sim.size(0)).add_(at::mm(tile.sim, in.pairs.refs));
-                             if (want_refs) grad_qn.add_(at::mm(tile.sim.t(), block));
-                           });
-  if (in.pairs.self) return {normalize_backward(grad_qn, in.pairs.refs, emb), none()};
-  auto grad_emb = want_rows ? normalize_backward(grad_rn, in.pairs.rows, emb) : none();
+  const Distance& dist = in.pairs.distance;
+  // For a distance, [rows | 1] and [refs | 1]: one GEMM then gives h @ refs with the row sums of h (and h^T @ rows
+  // with its column sums) instead of two more passes over the tile.
+  const int64_t d = in.pairs.refs.size(1);
+  auto with_ones = [](const at::Tensor& x) { return at::cat({x, at::ones({x.size(0), 1}, x.options())}, 1); };
+  const at::Tensor refs_1 = dist.similarity || !want_rows ? at::Tensor() : with_ones(in.pairs.refs);
+  const at::Tensor rows_1 = dist.similarity || !want_refs ? at::Tensor() : with_ones(in.pairs.rows);
+  at::Tensor inv_buffer;
+  for_each_pair_tile(in.pairs, [&](int64_t begin, const at::Tensor& sim) {
+    // -1 / d of a tile of -d, taken before the epilogue overwrites it; 0 where d = 0 (as torch.cdist's backward):
+    // 1 / -0 is the only infinity there is, and nan_to_num_ is 12x faster than a where on a tile. One buffer for
+    // all tiles: fresh pages for every tile cost more than the reciprocal itself.
+    at::Tensor neg_inv_d;
+    if (!dist.similarity && dist.power == 1) {
+      if (!inv_buffer.defined()) inv_buffer = at::empty_like(sim);
+      neg_inv_d = inv_buffer.narrow(0, 0, sim.size(0));
+      at::reciprocal_out(neg_inv_d, sim).nan_to_num_(0.0, 0.0, 0.0);
+    }
+    auto tile = make_tile(in.pairs, begin, sim);
+    SLADE_TILE_DISPATCH(loss_weights_tile, tile, in.lists, rule, state);  // sim now holds d(loss)/d(closeness)
+    const int64_t b = sim.size(0);
+    auto block = in.pairs.rows.narrow(0, begin, b);
+    if (dist.similarity) {  // closeness x . y
+      if (want_rows) grad_rn.narrow(0, begin, b).add_(at::mm(tile.sim, in.pairs.refs));
+      if (want_refs) grad_qn.add_(at::mm(tile.sim.t(), block));
+      return;
+    }
+    // closeness -|x - y|^p: its gradient in x is g (y - x) with g = w / d (p = 1) or 2 w (p = 2). With h = -g,
+    // that is -(h @ refs) + rowsum(h) x, and in y it is -(h^T @ rows) + colsum(h) y.
+    const at::Tensor h = dist.power == 1 ? tile.sim.mul_(neg_inv_d) : tile.sim.mul_(-2);
+    if (want_rows) {
+      const auto hy = at::mm(h, refs_1);
+      grad_rn.narrow(0, begin, b).sub_(hy.narrow(1, 0, d)).addcmul_(block, hy.narrow(1, d, 1));
+    }
+    if (want_refs) {
+      const auto hx = at::mm(h.t(), rows_1.narrow(0, begin, b));
+      grad_qn.sub_(hx.narrow(1, 0, d)).addcmul_(in.pairs.refs, hx.narrow(1, d, 1));
+    }
+  });
+  // Back through the normalisation, or from the compute dtype to the embeddings' one.
+  auto finish = [&](const at::Tensor& grad, const at::Tensor& rows, const at::Tensor& x) {
+    return dist.normalize ? normalize_backward(grad, rows, x) : grad.to(x.scalar_type());
+  };
+  if (in.pairs.self) return {finish(grad_qn, in.pairs.refs, emb), none()};
+  auto grad_emb = want_rows ? finish(grad_rn, in.pairs.rows, emb) : none();
   if (!want_refs) return {grad_emb, none()};
-  return {grad_emb, normalize_backward(grad_qn, in.pairs.refs, *ref_emb)};
+  return {grad_emb, finish(grad_qn, in.pairs.refs, *ref_emb)};
 }
-
-bool is_inverted(c10::string_view distance) { return parse_distance(std::string(distance)) == Distance::Cosine; }
 
 LossRule ms_rule(double alpha, double beta, double base, c10::string_view distance) {
   check_finite_scalar(alpha, "alpha");
@@ -142,10 +174,9 @@ LossRule ms_rule(double alpha, double beta, double base, c10::string_view distan
   TORCH_CHECK_VALUE(beta != 0.0, "beta must be non-zero (the loss divides by it)");
   LossRule rule;
   rule.kind = LossKind::MultiSimilarity;
-  rule.inverted = is_inverted(distance);
   rule.alpha = alpha;
   rule.beta = beta;
-  rule.base = base;
+  rule.base = as_closeness(base, parse_distance(std::string(distance)));
   return rule;
 }
 
@@ -154,9 +185,9 @@ LossRule contrastive_rule(double pos_margin, double neg_margin, c10::string_view
   check_finite_scalar(neg_margin, "neg_margin");
   LossRule rule;
   rule.kind = LossKind::Contrastive;
-  rule.inverted = is_inverted(distance);
-  rule.pos_margin = pos_margin;
-  rule.neg_margin = neg_margin;
+  const auto dist = parse_distance(std::string(distance));
+  rule.pos_margin = as_closeness(pos_margin, dist);
+  rule.neg_margin = as_closeness(neg_margin, dist);
   return rule;
 }
 
@@ -167,7 +198,7 @@ at::Tensor multi_similarity_loss_rows(const at::Tensor& emb, const Opt& labels, 
                                       int64_t query_end) {
   auto rule = ms_rule(alpha, beta, base, distance);
   return loss_rows(prepare_loss_inputs(emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols,
-                                       query_begin, query_end),
+                                       query_begin, query_end, distance),
                    rule);
 }
 
@@ -178,7 +209,7 @@ std::tuple<at::Tensor, at::Tensor> multi_similarity_loss_rows_backward(
     int64_t query_end, std::array<bool, 2> output_mask) {
   auto rule = ms_rule(alpha, beta, base, distance);
   auto in = prepare_loss_inputs(emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols, query_begin,
-                                query_end);
+                                query_end, distance);
   return loss_rows_backward(grad_rows, rows, emb, ref_emb, in, rule, output_mask);
 }
 
@@ -188,7 +219,7 @@ at::Tensor contrastive_loss_rows(const at::Tensor& emb, const Opt& labels, const
                                  int64_t query_begin, int64_t query_end) {
   auto rule = contrastive_rule(pos_margin, neg_margin, distance);
   return loss_rows(prepare_loss_inputs(emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols,
-                                       query_begin, query_end),
+                                       query_begin, query_end, distance),
                    rule);
 }
 
@@ -199,7 +230,7 @@ std::tuple<at::Tensor, at::Tensor> contrastive_loss_rows_backward(
     int64_t query_end, std::array<bool, 2> output_mask) {
   auto rule = contrastive_rule(pos_margin, neg_margin, distance);
   auto in = prepare_loss_inputs(emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols, query_begin,
-                                query_end);
+                                query_end, distance);
   return loss_rows_backward(grad_rows, rows, emb, ref_emb, in, rule, output_mask);
 }
 

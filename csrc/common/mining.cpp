@@ -12,7 +12,6 @@ namespace {
 
 using Opt = c10::optional<at::Tensor>;
 
-bool is_inverted(const std::string& distance) { return parse_distance(distance) == Distance::Cosine; }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> as_tuple(const std::array<at::Tensor, 4>& a) {
   return {a[0], a[1], a[2], a[3]};
@@ -25,12 +24,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> mine_multi_similarity
     const at::Tensor& emb, const at::Tensor& labels, const Opt& ref_emb, const Opt& ref_labels, double epsilon,
     c10::string_view distance, int64_t query_begin, int64_t query_end) {
   check_finite_scalar(epsilon, "epsilon");
+  const auto dist = parse_distance(std::string(distance));
   PairRule rule;
   rule.kind = PairRuleKind::MultiSimilarity;
-  rule.inverted = is_inverted(std::string(distance));
-  rule.epsilon = epsilon;
+  rule.epsilon = epsilon;  // v - eps < max_neg on closeness is v + eps > min_neg on the distance
   auto in = prepare_pair_inputs(emb, labels, ref_emb, ref_labels, /*labels_required=*/true, nullptr, "labels",
-                                query_begin, query_end);
+                                query_begin, query_end, dist);
   auto epilogue = [&](const Tile& t) { return SLADE_TILE_DISPATCH(mine_pairs_tile, t, rule); };
   return as_tuple(mine_all_tiles<4>(in, "mine_multi_similarity", epilogue));
 }
@@ -40,13 +39,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> mine_pair_margin(
     double neg_margin, c10::string_view distance, int64_t query_begin, int64_t query_end) {
   check_finite_scalar(pos_margin, "pos_margin");
   check_finite_scalar(neg_margin, "neg_margin");
+  const auto dist = parse_distance(std::string(distance));
   PairRule rule;
   rule.kind = PairRuleKind::PairMargin;
-  rule.inverted = is_inverted(std::string(distance));
-  rule.pos_margin = pos_margin;
-  rule.neg_margin = neg_margin;
+  rule.pos_margin = as_closeness(pos_margin, dist);
+  rule.neg_margin = as_closeness(neg_margin, dist);
   auto in = prepare_pair_inputs(emb, labels, ref_emb, ref_labels, /*labels_required=*/true, nullptr, "labels",
-                                query_begin, query_end);
+                                query_begin, query_end, dist);
   auto epilogue = [&](const Tile& t) { return SLADE_TILE_DISPATCH(mine_pairs_tile, t, rule); };
   return as_tuple(mine_all_tiles<4>(in, "mine_pair_margin", epilogue));
 }
@@ -55,11 +54,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mine_batch_hard(const at::Tensor&
                                                                const Opt& ref_emb, const Opt& ref_labels,
                                                                c10::string_view distance, int64_t query_begin,
                                                                int64_t query_end) {
-  parse_distance(std::string(distance));  // validates the name
   auto in = prepare_pair_inputs(emb, labels, ref_emb, ref_labels, /*labels_required=*/true, nullptr, "labels",
-                                query_begin, query_end);
-  // The L2 distance of unit vectors, sqrt(2 - 2 s), decreases with the cosine similarity s, so the hardest
-  // positive / negative is the same pair under either distance: compare similarities and skip a sqrt per pair.
+                                query_begin, query_end, parse_distance(std::string(distance)));
   auto epilogue = [&](const Tile& t) { return SLADE_TILE_DISPATCH(mine_batch_hard_tile, t, /*inverted=*/true); };
   return as_tuple(mine_all_tiles<3>(in, "mine_batch_hard", epilogue));
 }
@@ -82,13 +78,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mine_triplet_margin(const at::Ten
   check_finite_scalar(margin, "margin");
   TORCH_CHECK_VALUE(max_triplets_per_anchor == -1 || max_triplets_per_anchor > 0,
                     "max_triplets_per_anchor must be positive or -1 (no cap), got ", max_triplets_per_anchor);
+  const auto dist = parse_distance(std::string(distance));
   TripletRule rule;
   rule.type = parse_triplet_type(std::string(type_of_triplets));
-  rule.inverted = is_inverted(std::string(distance));
-  rule.margin = margin;
+  rule.margin = margin;  // v_ap - v_an on closeness is d_an - d_ap on the distance
   rule.max_per_anchor = max_triplets_per_anchor;
   auto in = prepare_pair_inputs(emb, labels, ref_emb, ref_labels, /*labels_required=*/true, nullptr, "labels",
-                                query_begin, query_end);
+                                query_begin, query_end, dist);
   auto epilogue = [&](const Tile& t) { return SLADE_TILE_DISPATCH(mine_triplets_tile, t, rule); };
   return as_tuple(mine_all_tiles<3>(in, "mine_triplet_margin", epilogue));
 }

@@ -56,14 +56,7 @@ def as_sets(out):
 @pytest.mark.parametrize("call", list(CALLS))
 @pytest.mark.parametrize("name,kwargs", MINERS)
 @pytest.mark.parametrize("ties", [False, True])
-def test_miner_self_pair_rules_equal_pml(request, name, kwargs, call, distance, ties):
-    if name == "PairMarginMiner" and kwargs["pos_margin"] == 0.0 and distance == "default" and (
-        ties or "same_emb" in call or "other_labels" in call
-    ):
-        # Identical vectors at L2 distance ~0 against pos_margin=0: the kernel computes sqrt(2 - 2 cos), which
-        # can round to ~6e-4 where PML's cdist gives 0 (a known kernel defect, open: it needs a CUDA change too).
-        request.applymarker(pytest.mark.xfail(reason="L2 distance of identical vectors: kernel rounding (~6e-4) "
-                                                     "vs PML's cdist (0)", strict=False))
+def test_miner_self_pair_rules_equal_pml(name, kwargs, call, distance, ties):
     emb, lab = batch(ties=ties)
     extra = {} if distance == "default" else {"distance": pml_distances.CosineSimilarity()}
     args = CALLS[call](emb, lab)
@@ -100,12 +93,46 @@ def test_loss_self_pair_rules_equal_pml(make, call):
     e2, l2, r2, rl2 = CALLS[call](leaf_theirs, lab)
     ours = make(losses)(e1, l1, None, r1, rl1)
     theirs = make(pml_losses)(e2, l2, None, r2, rl2)
-    # With other labels, (i, i) can be a pair; ContrastiveLoss then sees the L2 distance of identical vectors,
-    # which the kernel rounds to up to ~6e-4 (PML's cdist: 0): a kernel rounding difference, looser tolerance.
-    loose = call != "detached" and isinstance(make(losses), losses.ContrastiveLoss)
-    tol = {"rtol": 1e-3, "atol": 1e-3} if loose else {"rtol": 1e-5, "atol": 1e-6}
-    torch.testing.assert_close(ours, theirs, **tol)
+    # With other labels, (i, i) can be a pair: ContrastiveLoss then sees the L2 distance of identical vectors,
+    # computed as PML's cdist computes it
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
     ours.backward()
     theirs.backward()
-    if not loose:  # d|x - y| at x = y: PML's cdist gives 0, the kernel the rounded direction
-        torch.testing.assert_close(leaf_ours.grad, leaf_theirs.grad, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(leaf_ours.grad, leaf_theirs.grad, rtol=1e-4, atol=5e-6)  # float32 sums
+
+
+def quantised(n, d=8, seed=0):
+    """Rows with entries in {-1, 0, 1}: many exact duplicates (distance 0) and exact ties."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(-1, 2, (n, d), generator=g).float(), torch.randint(0, 4, (n,), generator=g)
+
+
+@pytest.mark.parametrize("distance", [None, "l2 squared", "unnormalised", "unnormalised squared"])
+def test_identical_rows_are_zero_apart_as_in_pml(distance):
+    """The issue's numbers: 4 rows twice each. PML's cdist puts the copies 0 apart, so ContrastiveLoss is 0 and
+    PairMarginMiner(pos_margin=0) finds no positive (the kernels once gave sqrt(2 - 2 cos) ~ 5e-4: 0.000488 and
+    12 positives)."""
+    make = {None: lambda: None, "l2 squared": lambda: pml_distances.LpDistance(power=2),
+            "unnormalised": lambda: pml_distances.LpDistance(normalize_embeddings=False),
+            "unnormalised squared": lambda: pml_distances.LpDistance(normalize_embeddings=False, power=2)}[distance]
+    extra = {} if distance is None else {"distance": make()}
+    base = torch.randn(4, 16, generator=torch.Generator().manual_seed(0)) * 10  # other rows far apart
+    emb, lab = torch.cat([base, base]), torch.arange(4).repeat(2)
+    loss = losses.ContrastiveLoss(**extra)(emb, lab)
+    assert loss.item() == pml_losses.ContrastiveLoss(**extra)(emb, lab).item() == 0.0
+    positives = miners.PairMarginMiner(pos_margin=0.0, **extra)(emb, lab)[0]
+    assert positives.numel() == pml_miners.PairMarginMiner(pos_margin=0.0, **extra)(emb, lab)[0].numel() == 0
+
+
+@pytest.mark.parametrize("n", [20, 200])  # torch.cdist's direct form (<= 25 rows) and its matrix-product form
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("type_of_triplets", ["hard", "semihard", "all"])
+def test_quantised_batch_triplets_equal_pml(n, normalize, type_of_triplets):
+    """Exact duplicates and ties everywhere: the triplets equal PML's as sets (the issue: 8837 against 8832)."""
+    emb, lab = quantised(n)
+    distance = pml_distances.LpDistance(normalize_embeddings=normalize)
+    kwargs = {"margin": 0.2, "type_of_triplets": type_of_triplets, "distance": distance}
+    ours = miners.TripletMarginMiner(**kwargs)(emb, lab)
+    theirs = pml_miners.TripletMarginMiner(**kwargs)(emb, lab)
+    assert len(theirs[0]) > 0
+    assert as_sets(ours) == as_sets(theirs)

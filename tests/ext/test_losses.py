@@ -47,12 +47,24 @@ LOSSES = [
     ("MultiSimilarityLoss", {"distance": "l2 squared", "reducer": "threshold"}),
     ("ContrastiveLoss", {"distance": "l2 squared", "pos_margin": 0.2, "neg_margin": 1.6}),
     ("ContrastiveLoss", {"distance": "l2 squared", "reducer": "mean"}),
+    # unnormalised rows (norms ~4 here): dot products ~ +-16 and distances ~6, margins on their scale; beta = 50 on
+    # such dot products needs the kernels' shifted log-sum-exp
+    ("MultiSimilarityLoss", {"distance": "dot unnormalised"}),
+    ("MultiSimilarityLoss", {"distance": "dot unnormalised", "alpha": 0.5, "beta": 2.0, "base": 1.0}),
+    ("MultiSimilarityLoss", {"distance": "l2 unnormalised", "base": 5.0}),
+    ("MultiSimilarityLoss", {"distance": "l2 squared unnormalised", "alpha": 0.1, "beta": 0.5, "base": 30.0}),
+    ("ContrastiveLoss", {"distance": "dot unnormalised", "pos_margin": 2.0, "neg_margin": 1.0}),
+    ("ContrastiveLoss", {"distance": "l2 unnormalised", "pos_margin": 4.0, "neg_margin": 6.0}),
+    ("ContrastiveLoss", {"distance": "l2 squared unnormalised", "pos_margin": 20.0, "neg_margin": 40.0,
+                         "reducer": "sum"}),
 ]
 DISTANCES = {"cosine": lambda: pml_distances.CosineSimilarity(), "l2": lambda: pml_distances.LpDistance(),
              # PML's CosineSimilarity is this DotProductSimilarity: both run the fused "cosine" kernels
              "dot normalised": lambda: pml_distances.DotProductSimilarity(),
-             # 2 - 2 cos on unit rows: the cosine kernels with mapped parameters
-             "l2 squared": lambda: pml_distances.LpDistance(power=2)}
+             "l2 squared": lambda: pml_distances.LpDistance(power=2),
+             "dot unnormalised": lambda: pml_distances.DotProductSimilarity(normalize_embeddings=False),
+             "l2 unnormalised": lambda: pml_distances.LpDistance(normalize_embeddings=False),
+             "l2 squared unnormalised": lambda: pml_distances.LpDistance(normalize_embeddings=False, power=2)}
 
 
 def _reducers():
@@ -208,7 +220,7 @@ def test_unsupported_options_fall_back_once():
     torch.testing.assert_close(value, pml_losses.ContrastiveLoss(reducer=reducers.ThresholdReducer(low=0.1))(
         emb, labels))
     with pytest.warns(FallbackWarning, match="distance"):
-        losses.MultiSimilarityLoss(distance=pml_distances.DotProductSimilarity(normalize_embeddings=False))
+        losses.MultiSimilarityLoss(distance=pml_distances.LpDistance(p=1))
 
 
 @pytest.mark.parametrize("n_classes", [4, 40])  # 40 classes of 30 rows: too few pairs, PML's zero losses
@@ -388,7 +400,7 @@ def test_fallback_finds_pml_class_when_pml_namespace_is_patched(monkeypatch, nam
     fallback recurse: it builds PML's own X from its defining module. monkeypatch undoes the patch."""
     original = getattr(pml_losses, name)
     monkeypatch.setattr(pml_losses, name, getattr(losses, name))
-    distance = pml_distances.DotProductSimilarity(normalize_embeddings=False)
+    distance = pml_distances.LpDistance(p=1)
     with pytest.warns(FallbackWarning):
         ours = getattr(losses, name)(distance=distance)
     assert type(ours.fallback) is original

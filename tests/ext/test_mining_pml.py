@@ -23,7 +23,15 @@ pml_distances = pytest.importorskip("pytorch_metric_learning.distances")
 
 # ---- the ops ---------------------------------------------------------------------------------------------------
 
-OP_DISTANCES = {"cosine": pml_distances.CosineSimilarity, "l2": pml_distances.LpDistance}
+# every distance name of the ops (slade_ext.distances) and the PML distance it stands for
+OP_DISTANCES = {
+    "cosine": lambda: pml_distances.CosineSimilarity(),
+    "dot": lambda: pml_distances.DotProductSimilarity(normalize_embeddings=False),
+    "l2": lambda: pml_distances.LpDistance(),
+    "l2sq": lambda: pml_distances.LpDistance(power=2),
+    "euclidean": lambda: pml_distances.LpDistance(normalize_embeddings=False),
+    "sqeuclidean": lambda: pml_distances.LpDistance(normalize_embeddings=False, power=2),
+}
 
 
 def as_set(indices):
@@ -46,7 +54,7 @@ def op_pml_inputs(device, n, m, classes):
 
 
 @pytest.mark.parametrize("n,m,classes", op_pml_cases())
-@pytest.mark.parametrize("distance", ["cosine", "l2"])
+@pytest.mark.parametrize("distance", list(OP_DISTANCES))
 def test_op_multi_similarity_matches_pml(device, n, m, classes, distance):
     skip_inexact_on_cuda(device)
     emb, lab, ref, ref_lab = op_pml_inputs(device, n, m, classes)
@@ -56,18 +64,20 @@ def test_op_multi_similarity_matches_pml(device, n, m, classes, distance):
 
 
 @pytest.mark.parametrize("n,m,classes", op_pml_cases())
-@pytest.mark.parametrize("distance", ["cosine", "l2"])
+@pytest.mark.parametrize("distance", list(OP_DISTANCES))
 def test_op_pair_margin_matches_pml(device, n, m, classes, distance):
     skip_inexact_on_cuda(device)
     emb, lab, ref, ref_lab = op_pml_inputs(device, n, m, classes)
-    margins = (0.2, 0.1) if distance == "cosine" else (1.2, 1.4)
+    # margins inside the distance's range (unnormalised ones have their own scale): both sides select some pairs
+    values = OP_DISTANCES[distance]()(emb, ref).flatten()
+    margins = tuple(values.quantile(q).item() for q in (0.4, 0.6))
     theirs = pml_miners.PairMarginMiner(*margins, distance=OP_DISTANCES[distance]())(emb, lab, ref, ref_lab)
     ours = ops.mine_pair_margin(emb, lab, ref, ref_lab, *margins, distance=distance)
     assert pair_sets(ours) == pair_sets(theirs)
 
 
 @pytest.mark.parametrize("n,m,classes", op_pml_cases())
-@pytest.mark.parametrize("distance", ["cosine", "l2"])
+@pytest.mark.parametrize("distance", list(OP_DISTANCES))
 def test_op_batch_hard_matches_pml(device, n, m, classes, distance):
     skip_inexact_on_cuda(device)
     emb, lab, ref, ref_lab = op_pml_inputs(device, n, m, classes)
@@ -77,7 +87,7 @@ def test_op_batch_hard_matches_pml(device, n, m, classes, distance):
 
 
 @pytest.mark.parametrize("type_of_triplets", ["all", "hard", "semihard", "easy"])
-@pytest.mark.parametrize("distance", ["cosine", "l2"])
+@pytest.mark.parametrize("distance", list(OP_DISTANCES))
 def test_op_triplet_margin_matches_pml(device, type_of_triplets, distance):
     skip_inexact_on_cuda(device)
     emb, lab = embeddings(48, 32), labels(48, 6)
@@ -132,8 +142,10 @@ DISTANCES = {
     "cosine": lambda: pml_distances.CosineSimilarity(),
     "dot normalised": lambda: pml_distances.DotProductSimilarity(),  # CosineSimilarity's matrix: fused as "cosine"
     "l2": lambda: pml_distances.LpDistance(),
-    # 2 - 2 cos on unit rows: the cosine kernels with mapped margins
     "l2 squared": lambda: pml_distances.LpDistance(power=2),
+    "dot unnormalised": lambda: pml_distances.DotProductSimilarity(normalize_embeddings=False),
+    "l2 unnormalised": lambda: pml_distances.LpDistance(normalize_embeddings=False),
+    "l2 squared unnormalised": lambda: pml_distances.LpDistance(normalize_embeddings=False, power=2),
 }
 
 
@@ -197,14 +209,14 @@ def test_miner_half_inputs_are_mined_in_float32(device, name, kwargs, dtype):
 
 def test_unsupported_distance_falls_back_to_pml_with_one_warning():
     emb, labels = miner_inputs(40, 4)
-    unnormalised = pml_distances.DotProductSimilarity(normalize_embeddings=False)
+    manhattan = pml_distances.LpDistance(p=1)
     with pytest.warns(FallbackWarning, match="distance"):
-        miner = miners.MultiSimilarityMiner(distance=unnormalised)
+        miner = miners.MultiSimilarityMiner(distance=manhattan)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # later calls stay silent
         ours = miner(emb, labels)
         ours_again = miner(emb, labels)
-    theirs = pml_miners.MultiSimilarityMiner(distance=unnormalised)(emb, labels)
+    theirs = pml_miners.MultiSimilarityMiner(distance=manhattan)(emb, labels)
     assert_same_output(ours, theirs)
     assert_same_output(ours_again, theirs)
 
@@ -213,7 +225,8 @@ def test_unsupported_distance_falls_back_to_pml_with_one_warning():
     "make",
     [
         lambda: miners.BatchHardMiner(distance=pml_distances.LpDistance(p=1)),
-        lambda: miners.PairMarginMiner(distance=pml_distances.LpDistance(normalize_embeddings=False)),
+        lambda: miners.PairMarginMiner(distance=pml_distances.LpDistance(power=3)),
+        lambda: miners.PairMarginMiner(distance=pml_distances.SNRDistance()),
         lambda: miners.TripletMarginMiner(collect_stats=True),
     ],
 )
@@ -245,7 +258,7 @@ def test_fallback_finds_pml_class_when_pml_namespace_is_patched(monkeypatch, nam
     still builds PML's own X (from its defining module) instead of recursing into ours. monkeypatch undoes it."""
     original = getattr(pml_miners, name)
     monkeypatch.setattr(pml_miners, name, getattr(miners, name))
-    distance = pml_distances.DotProductSimilarity(normalize_embeddings=False)
+    distance = pml_distances.LpDistance(p=1)
     with pytest.warns(FallbackWarning):
         ours = getattr(miners, name)(distance=distance)
     assert type(ours.fallback) is original

@@ -36,22 +36,42 @@ at::Tensor project_normalize(const at::Tensor& x, const at::Tensor& basis);
 // float32 unless the input is float64: the accumulation type of every kernel.
 at::ScalarType compute_dtype(const at::Tensor& x);
 
+// ---- distances ------------------------------------------------------------------------------------------------
+// The distance options of the miners and losses, by name (pytorch-metric-learning's classes):
+//   "cosine"       CosineSimilarity(), which is DotProductSimilarity(normalize_embeddings=True)
+//   "dot"          DotProductSimilarity(normalize_embeddings=False)
+//   "l2", "l2sq"   LpDistance(normalize_embeddings=True, p=2, power=1 / power=2)
+//   "euclidean", "sqeuclidean"   LpDistance(normalize_embeddings=False, p=2, power=1 / power=2)
+struct Distance {
+  bool normalize = true;   // rows scaled to unit L2 norm first
+  bool similarity = true;  // a dot product (larger is closer), else an L2 distance (smaller is closer)
+  int power = 1;           // distances only: 1 or 2
+};
+Distance parse_distance(const std::string& name);
+
+// Every epilogue compares "closeness" values, larger = closer: a similarity itself, a distance negated. Negation is
+// exact in floating point, so a rule on -d with negated thresholds decides as PML's rule on d, ties included.
+inline double as_closeness(double threshold, const Distance& distance) {
+  return distance.similarity ? threshold : -threshold;
+}
+// The closeness tile of query rows `block` against `refs`: block @ refs^T, or -torch.cdist(block, refs)^power
+// computed as torch.cdist computes it (use_mm: its matrix-product form, which it picks when either full matrix
+// side exceeds 25 rows), so that a distance equals PML's, 0 for identical rows included.
+at::Tensor closeness_tile(const at::Tensor& block, const at::Tensor& refs, const Distance& distance, bool use_mm);
+// torch.cdist's choice between its matrix-product and its direct form for an n x m distance matrix.
+inline bool cdist_uses_mm(int64_t n, int64_t m) { return n > 25 || m > 25; }
+
 // ---- tiling ---------------------------------------------------------------------------------------------------
 // Number of query rows per similarity tile so that a tile holds at most `max_tile_elems` values (at least 1 row).
 int64_t rows_per_tile(int64_t n_rows, int64_t n_cols, int64_t max_tile_elems);
-// Calls fn(row_begin, tile) for consecutive row blocks, tile = rows[row_begin:row_end] @ refs^T
+// Calls fn(row_begin, tile) for consecutive row blocks, tile = closeness_tile(rows[row_begin:row_end], refs, ...)
 // ([rows_in_block, M], never the whole N x M matrix). Works on any device: the GEMM is ATen's.
-void for_each_similarity_tile(const at::Tensor& rows, const at::Tensor& refs, int64_t max_tile_elems,
-                              const std::function<void(int64_t, const at::Tensor&)>& fn);
+void for_each_closeness_tile(const at::Tensor& rows, const at::Tensor& refs, const Distance& distance,
+                             int64_t max_tile_elems, const std::function<void(int64_t, const at::Tensor&)>& fn);
 
 // ---- label handling -------------------------------------------------------------------------------------------
 // Labels as contiguous int64 on their device.
 at::Tensor labels_int64(const at::Tensor& labels);
-
-// ---- distances ------------------------------------------------------------------------------------------------
-// Miners accept "cosine" (similarity, larger is closer) or "l2" (Euclidean distance of L2-normalised embeddings).
-enum class Distance { Cosine, L2 };
-Distance parse_distance(const std::string& name);
 
 // Tile budget: 4M floats (16 MiB) per tile on the CPU, 64M (256 MiB) on CUDA.
 constexpr int64_t kCpuTileElems = int64_t(1) << 22;

@@ -12,7 +12,8 @@
 
 namespace slade {
 
-// Validated, L2-normalised query rows and references with their int64 labels.
+// Validated query rows and references (L2-normalised unless the distance says otherwise, in the compute dtype) with
+// their int64 labels and the distance their tiles hold (for_each_pair_tile).
 // ref_emb = None means "the set against itself": the references are all rows of emb, the queries its rows
 // [query_begin, query_begin + rows.size(0)) (all of them by default; a slice is one rank's share of a global batch,
 // slade_ext.distributed), and the self-pairs (i, query_begin + i) are excluded. rows is then a view of refs.
@@ -20,18 +21,22 @@ struct PairInputs {
   at::Tensor rows, refs, labels, ref_labels;
   bool self = true;
   int64_t query_begin = 0;
+  Distance distance;
 };
 // labels may be undefined when `labels_required` is false (selection without pseudo labels). With a basis, rows
-// are the normalised basis projections instead of the normalised embeddings. labels_name names the argument in
-// error messages. query_begin / query_end (-1: the last row) choose the query rows; a range other than all rows
+// are the normalised basis projections instead of the embeddings (and the distance is the cosine). labels_name
+// names the argument in error messages. query_begin / query_end (-1: the last row) choose the query rows; a range other than all rows
 // needs ref_emb = None.
 PairInputs prepare_pair_inputs(const at::Tensor& emb, const c10::optional<at::Tensor>& labels,
                                const c10::optional<at::Tensor>& ref_emb,
                                const c10::optional<at::Tensor>& ref_labels, bool labels_required,
                                const at::Tensor* basis = nullptr, const char* labels_name = "labels",
-                               int64_t query_begin = 0, int64_t query_end = -1);
+                               int64_t query_begin = 0, int64_t query_end = -1, const Distance& distance = {});
 // Validates a query range against n rows (query_end -1 = n) and returns its end.
 int64_t check_query_range(int64_t query_begin, int64_t query_end, int64_t n, bool has_ref_emb);
+
+// Calls fn(row_begin, tile) for the closeness tiles of `in` (closeness_tile, one block of query rows at a time).
+void for_each_pair_tile(const PairInputs& in, const std::function<void(int64_t, const at::Tensor&)>& fn);
 
 // The tile of query rows [begin, begin + sim.size(0)) with its labels; its row_begin indexes emb (begin +
 // query_begin), so outputs and the self-pair test use emb's row numbers.
@@ -82,7 +87,7 @@ std::array<at::Tensor, K> mine_all_tiles(const PairInputs& in, const char* op, E
   const int64_t per_tile = rows_per_tile(in.rows.size(0), in.refs.size(0), tile_budget(in.rows));
   const int64_t n_tiles = (in.rows.size(0) + per_tile - 1) / per_tile;
   int64_t bytes = 0;
-  for_each_similarity_tile(in.rows, in.refs, tile_budget(in.rows), [&](int64_t begin, const at::Tensor& sim) {
+  for_each_pair_tile(in, [&](int64_t begin, const at::Tensor& sim) {
     parts.push_back(epilogue(make_tile(in, begin, sim)));
     for (const auto& t : parts.back()) bytes += t.numel() * int64_t(sizeof(int64_t));
     check_output_budget(op, bytes, int64_t(parts.size()), n_tiles, budget);

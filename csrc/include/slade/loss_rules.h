@@ -2,8 +2,9 @@
 // for host and device so the CPU and CUDA epilogues cannot drift apart. T is the tile's scalar type; the row
 // accumulators are float64 on the CPU and the tile type on CUDA (see each epilogue).
 //
-// A pair's "value" v is the cosine similarity s (inverted distance) or the L2 distance of the unit vectors,
-// sqrt(max(2 - 2 s, 0)) (closeness_value in rules.h). PML's distance.margin(x, y) is y - x when inverted, else x - y.
+// A pair's "value" v is its closeness (the drivers pass inverted = true: a dot product, or a distance negated with
+// base and margins negated too, tiles.h) or, unused by the drivers, the L2 distance of unit vectors sqrt(max(2 -
+// 2 s, 0)) (closeness_value in rules.h). PML's distance.margin(x, y) is y - x when inverted, else x - y.
 //   MultiSimilarity, per row: pos_lse = log(1 + sum_pos exp(alpha * margin(v, base))),
 //                             neg_lse = log(1 + sum_neg exp(beta * margin(base, v)));
 //                             row loss = pos_lse / alpha + neg_lse / beta.
@@ -23,7 +24,7 @@ enum class LossKind { MultiSimilarity, Contrastive };
 
 struct LossRule {
   LossKind kind = LossKind::MultiSimilarity;
-  bool inverted = true;  // cosine similarity (true) or L2 distance of unit vectors (false)
+  bool inverted = true;  // closeness values (true, what the drivers pass) or L2 distance of unit vectors (false)
   double alpha = 2.0, beta = 50.0, base = 0.5;       // MultiSimilarity
   double pos_margin = 0.0, neg_margin = 1.0;         // Contrastive
 };

@@ -19,16 +19,17 @@ namespace slade {
 
 // One block of query rows against all references.
 struct Tile {
-  at::Tensor sim;         // [b, M] cosine similarities (float32, or float64 for float64 inputs), contiguous
+  at::Tensor sim;         // [b, M] closeness values (float32, or float64 for float64 inputs), contiguous
   int64_t row_begin = 0;  // global index of sim's first row
   at::Tensor row_labels;  // [b] int64 labels of these rows (undefined when the op has no labels)
   at::Tensor ref_labels;  // [M] int64 labels of the references (undefined when the op has no labels)
   bool exclude_self = false;  // query set == reference set: skip the pair (i, i)
 };
 
-// Which pair rule a pair epilogue applies. Values are compared in "closeness" space:
-// inverted = true for cosine similarity (larger is closer), false for L2 distance (smaller is closer), in which
-// case an epilogue first maps s -> sqrt(max(2 - 2 s, 0)).
+// Which pair rule a pair epilogue applies. Values are compared in "closeness" space: the drivers hand every
+// epilogue a closeness tile (closeness_tile in common.h: a dot product, or a distance negated) with inverted = true,
+// larger is closer. inverted = false reads a cosine tile as the L2 distance of unit vectors, sqrt(max(2 - 2 s, 0)):
+// no driver uses it any more, and it goes with the next change of the CUDA epilogues (docs/architecture.md).
 enum class PairRuleKind { MultiSimilarity, PairMargin, Confident };
 
 struct PairRule {
