@@ -25,25 +25,27 @@ TORCH_LIBRARY(slade, m) {
   // ---- hard-pair mining (pytorch-metric-learning rules); ref_emb=None means "against itself, no self-pairs" ----
   // query_begin / query_end (here and in the pair statistics, selection and losses; -1 = the last row): with
   // ref_emb=None, only the rows [query_begin, query_end) of emb are queries, against all of emb (one rank's share of
-  // a global batch); outputs index emb's rows.
+  // a global batch); outputs index emb's rows. max_pairs (-1: none) caps the number of pairs (both sides) or
+  // triplets an op may return: past it the op stops with an error instead of taking the memory.
   m.def(
       "mine_multi_similarity(Tensor emb, Tensor labels, Tensor? ref_emb=None, Tensor? ref_labels=None, "
-      "float epsilon=0.1, str distance=\"cosine\", int query_begin=0, int query_end=-1) -> (Tensor, Tensor, Tensor, Tensor)");
+      "float epsilon=0.1, str distance=\"cosine\", int query_begin=0, int query_end=-1, int max_pairs=-1) "
+      "-> (Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "mine_pair_margin(Tensor emb, Tensor labels, Tensor? ref_emb=None, Tensor? ref_labels=None, "
-      "float pos_margin=0.2, float neg_margin=0.8, str distance=\"cosine\", int query_begin=0, int query_end=-1) "
-      "-> (Tensor, Tensor, Tensor, Tensor)");
+      "float pos_margin=0.2, float neg_margin=0.8, str distance=\"cosine\", int query_begin=0, int query_end=-1, "
+      "int max_pairs=-1) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "mine_batch_hard(Tensor emb, Tensor labels, Tensor? ref_emb=None, Tensor? ref_labels=None, "
       "str distance=\"cosine\", int query_begin=0, int query_end=-1) -> (Tensor, Tensor, Tensor)");
   m.def(
       "mine_triplet_margin(Tensor emb, Tensor labels, Tensor? ref_emb=None, Tensor? ref_labels=None, "
       "float margin=0.2, str type_of_triplets=\"all\", int max_triplets_per_anchor=-1, str distance=\"cosine\", "
-      "int query_begin=0, int query_end=-1) -> (Tensor, Tensor, Tensor)");
+      "int query_begin=0, int query_end=-1, int max_pairs=-1) -> (Tensor, Tensor, Tensor)");
   // ---- confident-pair selection (docs/method.md), driven by the mining family ----
   m.def(
       "select_confident_pairs(Tensor emb, Tensor basis, float t_pos, float t_neg, Tensor? pseudo_labels=None, "
-      "str mode=\"literal\", int query_begin=0, int query_end=-1) -> (Tensor, Tensor, Tensor, Tensor)");
+      "str mode=\"literal\", int query_begin=0, int query_end=-1, int max_pairs=-1) -> (Tensor, Tensor, Tensor, Tensor)");
   // ---- fused losses (pytorch-metric-learning's MultiSimilarityLoss, ContrastiveLoss), csrc/common/losses.cpp ----
   // Pairs come from the labels (all pairs) or from CSR pair lists (pos_ptr/pos_cols, neg_ptr/neg_cols). Output:
   // [N, 4] float64 per-row state (pos_acc, neg_acc, pos_count, neg_count), documented in slade/loss_tiles.h.

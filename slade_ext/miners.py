@@ -215,12 +215,16 @@ class ConfidentPairMiner(torch.nn.Module):
     - "veto": positives as "agree"; negatives are every pair of different pseudo labels except those the basis calls
       similar (s >= t_pos): the basis removes likely false negatives instead of choosing the easy ones (t_neg plays
       no part). Two passes of the selection kernel.
+    max_pairs: None, or the most pairs (positives and negatives together) one call may select; past it the call
+    raises ValueError instead of taking the memory (ops.select_confident_pairs).
     """
 
     MODES = ("literal", "agree", "veto")
 
-    def __init__(self, basis, t_pos=None, t_neg=None, mode="literal", quantiles=None):
+    def __init__(self, basis, t_pos=None, t_neg=None, mode="literal", quantiles=None, max_pairs=None):
         super().__init__()
+        self.max_pairs = max_pairs
+        ops._max_pairs(max_pairs)  # validates it now, not at the first call
         if mode not in self.MODES:
             raise ValueError(f"mode must be one of {self.MODES}, got {mode!r}")
         if quantiles is not None:
@@ -273,22 +277,25 @@ class ConfidentPairMiner(torch.nn.Module):
                 return empty, empty.clone(), empty.clone(), empty.clone()
             weight = weight.detach()
             if self.mode == "veto":
-                return self._veto(embeddings, weight, float(t_pos), labels, query_rows)
+                return self._veto(embeddings, weight, float(t_pos), labels, query_rows, self.max_pairs)
             pseudo = labels if self.mode == "agree" else None
             return ops.select_confident_pairs(
-                embeddings, weight, float(t_pos), float(t_neg), pseudo, self.mode, query_rows
+                embeddings, weight, float(t_pos), float(t_neg), pseudo, self.mode, query_rows, self.max_pairs
             )
 
     @staticmethod
-    def _veto(embeddings, weight, t_pos, labels, query_rows):
+    def _veto(embeddings, weight, t_pos, labels, query_rows, max_pairs):
         """"agree" positives (s >= t_pos) plus "agree" negatives under the largest threshold below t_pos in the
         kernel's compute dtype (so s < t_pos exactly): the similarity is a cosine in [-1, 1], so the bounds +-2
         switch the other side off."""
-        a1, p, _, _ = ops.select_confident_pairs(embeddings, weight, t_pos, -2.0, labels, "agree", query_rows)
+        a1, p, _, _ = ops.select_confident_pairs(embeddings, weight, t_pos, -2.0, labels, "agree", query_rows,
+                                                 max_pairs)
+        if max_pairs is not None:  # the negatives get what the positives left
+            max_pairs -= a1.numel()
         dtype = ops._compute_dtype(embeddings)
         bound = torch.tensor(t_pos, dtype=dtype)
         below = float(torch.nextafter(bound, torch.tensor(-math.inf, dtype=dtype)))
-        _, _, a2, n = ops.select_confident_pairs(embeddings, weight, 2.0, below, labels, "agree", query_rows)
+        _, _, a2, n = ops.select_confident_pairs(embeddings, weight, 2.0, below, labels, "agree", query_rows, max_pairs)
         return a1, p, a2, n
 
 

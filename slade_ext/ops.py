@@ -130,31 +130,44 @@ def basis_pair_stats(
 
 
 # Every miner takes query_rows (query_range): with ref_emb None, only rows [begin, end) of emb mine, against all of
-# emb; the returned indices index emb.
+# emb; the returned indices index emb. The ones whose output can grow to N * M (all but batch hard) take max_pairs:
+# None, or the most pairs (both sides together) or triplets the call may return; past it the call raises
+# ValueError naming max_pairs instead of taking the memory (the CPU ops also stop before exceeding the memory
+# available, `torch.OutOfMemoryError`).
+
+
+def _max_pairs(max_pairs) -> int:
+    if max_pairs is None:
+        return -1
+    if isinstance(max_pairs, bool) or not isinstance(max_pairs, numbers.Integral) or max_pairs < 0:
+        raise ValueError(f"max_pairs must be None or an integer >= 0, got {max_pairs!r}")
+    return int(max_pairs)
 
 
 def mine_multi_similarity(
-    emb, labels, ref_emb=None, ref_labels=None, epsilon: float = 0.1, distance: str = "cosine", query_rows=None
+    emb, labels, ref_emb=None, ref_labels=None, epsilon: float = 0.1, distance: str = "cosine", query_rows=None,
+    max_pairs=None,
 ):
     """pytorch-metric-learning's MultiSimilarityMiner rule. Returns (a1, p, a2, n)."""
     _check_pair_inputs(emb, labels, ref_emb, ref_labels)
     epsilon = check_number(epsilon, "epsilon")
     ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
     return torch.ops.slade.mine_multi_similarity(
-        emb, labels, ref_emb, ref_labels, epsilon, distance, *query_range(query_rows)
+        emb, labels, ref_emb, ref_labels, epsilon, distance, *query_range(query_rows), _max_pairs(max_pairs)
     )
 
 
 def mine_pair_margin(
     emb, labels, ref_emb=None, ref_labels=None, pos_margin: float = 0.2, neg_margin: float = 0.8, distance="cosine",
-    query_rows=None,
+    query_rows=None, max_pairs=None,
 ):
     """pytorch-metric-learning's PairMarginMiner rule. Returns (a1, p, a2, n)."""
     _check_pair_inputs(emb, labels, ref_emb, ref_labels)
     pos_margin, neg_margin = check_number(pos_margin, "pos_margin"), check_number(neg_margin, "neg_margin")
     ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
     return torch.ops.slade.mine_pair_margin(
-        emb, labels, ref_emb, ref_labels, pos_margin, neg_margin, distance, *query_range(query_rows)
+        emb, labels, ref_emb, ref_labels, pos_margin, neg_margin, distance, *query_range(query_rows),
+        _max_pairs(max_pairs),
     )
 
 
@@ -175,6 +188,7 @@ def mine_triplet_margin(
     max_triplets_per_anchor: int | None = None,
     distance: str = "cosine",
     query_rows=None,
+    max_pairs=None,
 ):
     """pytorch-metric-learning's TripletMarginMiner rule ("all", "hard", "semihard", "easy").
 
@@ -185,7 +199,8 @@ def mine_triplet_margin(
     ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
     cap = -1 if max_triplets_per_anchor is None else int(max_triplets_per_anchor)
     return torch.ops.slade.mine_triplet_margin(
-        emb, labels, ref_emb, ref_labels, margin, type_of_triplets, cap, distance, *query_range(query_rows)
+        emb, labels, ref_emb, ref_labels, margin, type_of_triplets, cap, distance, *query_range(query_rows),
+        _max_pairs(max_pairs),
     )
 
 
@@ -200,17 +215,18 @@ def select_confident_pairs(
     pseudo_labels: torch.Tensor | None = None,
     mode: str = "literal",
     query_rows=None,
+    max_pairs=None,
 ):
     """SLADE's confident pairs of an unlabeled batch (docs/method.md): s_ij = cos(W f_i, W f_j), i != j.
 
     literal: positives s >= t_pos, negatives s <= t_neg. agree: positives also need equal pseudo labels and
     negatives different ones (label -1 takes part in neither). Nothing is selected while t_pos <= t_neg.
-    Returns (a1, p, a2, n); query_rows as the miners'.
+    Returns (a1, p, a2, n); query_rows and max_pairs as the miners'.
     """
     _check_pair_inputs(emb, pseudo_labels, basis=basis, labels_name="pseudo_labels")
     t_pos, t_neg = check_number(t_pos, "t_pos"), check_number(t_neg, "t_neg")
     return torch.ops.slade.select_confident_pairs(
-        emb, basis, t_pos, t_neg, pseudo_labels, mode, *query_range(query_rows)
+        emb, basis, t_pos, t_neg, pseudo_labels, mode, *query_range(query_rows), _max_pairs(max_pairs)
     )
 
 

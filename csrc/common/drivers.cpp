@@ -141,6 +141,14 @@ int64_t host_output_budget() {
   return budget;
 }
 
+void check_max_pairs(const char* op, const char* what, int64_t selected, int64_t tiles_done, int64_t n_tiles,
+                     int64_t max_pairs) {
+  TORCH_CHECK_VALUE(max_pairs < 0 || selected <= max_pairs, op, ": the first ", tiles_done, " of ", n_tiles,
+                    " row tiles already select ", selected, " ", what, ", more than max_pairs = ", max_pairs,
+                    ". Stopped before collecting more: thresholds that select fewer pairs, fewer query rows per call "
+                    "(query_rows) or a larger max_pairs.");
+}
+
 void check_output_budget(const char* op, int64_t bytes, int64_t tiles_done, int64_t n_tiles, int64_t budget) {
   // Several tiles are concatenated at the end, so their outputs are needed twice.
   const int64_t needed = n_tiles > 1 ? 2 * bytes : bytes;

@@ -13,6 +13,10 @@ namespace {
 using Opt = c10::optional<at::Tensor>;
 
 
+void check_max_pairs_arg(int64_t max_pairs) {
+  TORCH_CHECK_VALUE(max_pairs >= -1, "max_pairs must be >= 0, or -1 for no cap; got ", max_pairs);
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> as_tuple(const std::array<at::Tensor, 4>& a) {
   return {a[0], a[1], a[2], a[3]};
 }
@@ -22,8 +26,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> as_tuple(const std::array<at::Ten
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> mine_multi_similarity(
     const at::Tensor& emb, const at::Tensor& labels, const Opt& ref_emb, const Opt& ref_labels, double epsilon,
-    c10::string_view distance, int64_t query_begin, int64_t query_end) {
+    c10::string_view distance, int64_t query_begin, int64_t query_end, int64_t max_pairs) {
   check_finite_scalar(epsilon, "epsilon");
+  check_max_pairs_arg(max_pairs);
   const auto dist = parse_distance(std::string(distance));
   PairRule rule;
   rule.kind = PairRuleKind::MultiSimilarity;
@@ -31,13 +36,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> mine_multi_similarity
   auto in = prepare_pair_inputs(emb, labels, ref_emb, ref_labels, /*labels_required=*/true, nullptr, "labels",
                                 query_begin, query_end, dist);
   auto epilogue = [&](const Tile& t) { return SLADE_TILE_DISPATCH(mine_pairs_tile, t, rule); };
-  return as_tuple(mine_all_tiles<4>(in, "mine_multi_similarity", epilogue));
+  return as_tuple(mine_all_tiles<4>(in, "mine_multi_similarity", epilogue, max_pairs));
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> mine_pair_margin(
     const at::Tensor& emb, const at::Tensor& labels, const Opt& ref_emb, const Opt& ref_labels, double pos_margin,
-    double neg_margin, c10::string_view distance, int64_t query_begin, int64_t query_end) {
+    double neg_margin, c10::string_view distance, int64_t query_begin, int64_t query_end, int64_t max_pairs) {
   check_finite_scalar(pos_margin, "pos_margin");
+  check_max_pairs_arg(max_pairs);
   check_finite_scalar(neg_margin, "neg_margin");
   const auto dist = parse_distance(std::string(distance));
   PairRule rule;
@@ -47,7 +53,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> mine_pair_margin(
   auto in = prepare_pair_inputs(emb, labels, ref_emb, ref_labels, /*labels_required=*/true, nullptr, "labels",
                                 query_begin, query_end, dist);
   auto epilogue = [&](const Tile& t) { return SLADE_TILE_DISPATCH(mine_pairs_tile, t, rule); };
-  return as_tuple(mine_all_tiles<4>(in, "mine_pair_margin", epilogue));
+  return as_tuple(mine_all_tiles<4>(in, "mine_pair_margin", epilogue, max_pairs));
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> mine_batch_hard(const at::Tensor& emb, const at::Tensor& labels,
@@ -74,8 +80,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mine_triplet_margin(const at::Ten
                                                                    double margin, c10::string_view type_of_triplets,
                                                                    int64_t max_triplets_per_anchor,
                                                                    c10::string_view distance,
-                                                                   int64_t query_begin, int64_t query_end) {
+                                                                   int64_t query_begin, int64_t query_end,
+                                                                   int64_t max_pairs) {
   check_finite_scalar(margin, "margin");
+  check_max_pairs_arg(max_pairs);
   TORCH_CHECK_VALUE(max_triplets_per_anchor == -1 || max_triplets_per_anchor > 0,
                     "max_triplets_per_anchor must be positive or -1 (no cap), got ", max_triplets_per_anchor);
   const auto dist = parse_distance(std::string(distance));
@@ -86,15 +94,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mine_triplet_margin(const at::Ten
   auto in = prepare_pair_inputs(emb, labels, ref_emb, ref_labels, /*labels_required=*/true, nullptr, "labels",
                                 query_begin, query_end, dist);
   auto epilogue = [&](const Tile& t) { return SLADE_TILE_DISPATCH(mine_triplets_tile, t, rule); };
-  return as_tuple(mine_all_tiles<3>(in, "mine_triplet_margin", epilogue));
+  return as_tuple(mine_all_tiles<3>(in, "mine_triplet_margin", epilogue, max_pairs));
 }
 
 // ---- confident-pair selection (docs/method.md): basis projection, similarity tiles and thresholds in one pass ------
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> select_confident_pairs(
     const at::Tensor& emb, const at::Tensor& basis, double t_pos, double t_neg,
-    const c10::optional<at::Tensor>& pseudo_labels, c10::string_view mode, int64_t query_begin, int64_t query_end) {
+    const c10::optional<at::Tensor>& pseudo_labels, c10::string_view mode, int64_t query_begin, int64_t query_end,
+    int64_t max_pairs) {
   check_finite_scalar(t_pos, "t_pos");
+  check_max_pairs_arg(max_pairs);
   check_finite_scalar(t_neg, "t_neg");
   PairRule rule;
   rule.kind = PairRuleKind::Confident;
@@ -114,7 +124,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> select_confident_pair
             in.rows.new_empty({0}, at::kLong)};
   }
   auto epilogue = [&](const Tile& t) { return SLADE_TILE_DISPATCH(mine_pairs_tile, t, rule); };
-  auto out = mine_all_tiles<4>(in, "select_confident_pairs", epilogue);
+  auto out = mine_all_tiles<4>(in, "select_confident_pairs", epilogue, max_pairs);
   return {out[0], out[1], out[2], out[3]};
 }
 

@@ -309,6 +309,59 @@ def test_output_larger_than_the_memory_budget_stops_before_taking_it(device, mon
         ops.mine_batch_hard(emb, lab)
 
 
+MAX_PAIRS_CALLS = {
+    "multi_similarity": lambda e, l, w, **k: ops.mine_multi_similarity(e, l, epsilon=0.1, **k),
+    "pair_margin": lambda e, l, w, **k: ops.mine_pair_margin(e, l, pos_margin=0.9, neg_margin=0.0, **k),
+    "triplet_margin": lambda e, l, w, **k: ops.mine_triplet_margin(e, l, margin=0.1, **k),
+    "confident": lambda e, l, w, **k: ops.select_confident_pairs(e, w, 0.5, -0.5, **k),
+}
+
+
+@pytest.mark.parametrize("op", list(MAX_PAIRS_CALLS))
+def test_max_pairs_caps_the_output_with_an_error(device, op):
+    """max_pairs: a call selecting more stops with an error naming it, on any device; exactly enough passes."""
+    g = torch.Generator().manual_seed(4)
+    emb, lab, basis = torch.randn(300, 16, generator=g), torch.randint(0, 30, (300,), generator=g), torch.randn(8, 16)
+    call = MAX_PAIRS_CALLS[op]
+    full = call(emb.to(device), lab.to(device), basis.to(device))
+    selected = full[0].numel() + (full[2].numel() if len(full) == 4 else 0)
+    assert selected > 10
+    capped = call(emb.to(device), lab.to(device), basis.to(device), max_pairs=selected)
+    assert all(torch.equal(a, b) for a, b in zip(capped, full))
+    what = "triplets" if len(full) == 3 else "pairs"
+    with pytest.raises(ValueError, match=rf"the first 1 of 1 row tiles already select {selected} {what}, more than "
+                                         rf"max_pairs = {selected - 1}"):
+        call(emb.to(device), lab.to(device), basis.to(device), max_pairs=selected - 1)
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="max_pairs must be None or an integer >= 0"):
+            call(emb, lab, basis, max_pairs=bad)
+
+
+def test_max_pairs_stops_at_the_first_tile_past_it():
+    """Over several CPU tiles the call stops at the tile that passes the cap, before collecting the rest."""
+    g = torch.Generator().manual_seed(5)
+    emb = torch.randn(2500, 16, generator=g)  # 2500 x 2500 > one CPU tile of 4M values: 2 tiles
+    a1, _, a2, _ = ops.select_confident_pairs(emb, torch.randn(8, 16, generator=g), 0.5, -0.5)
+    with pytest.raises(ValueError, match=r"select_confident_pairs: the first 1 of 2 row tiles already select"):
+        ops.select_confident_pairs(emb, torch.randn(8, 16, generator=torch.Generator().manual_seed(5)), 0.5, -0.5,
+                                   max_pairs=1000)
+    assert a1.numel() + a2.numel() > 1000
+
+
+def test_confident_pair_miner_max_pairs():
+    g = torch.Generator().manual_seed(6)
+    emb, lab, basis = torch.randn(200, 16, generator=g), torch.randint(0, 5, (200,), generator=g), torch.randn(8, 16)
+    for mode in ("literal", "agree", "veto"):
+        full = miners.ConfidentPairMiner(basis, 0.5, -0.5, mode=mode)(emb, lab)
+        total = full[0].numel() + full[2].numel()
+        kept = miners.ConfidentPairMiner(basis, 0.5, -0.5, mode=mode, max_pairs=total)(emb, lab)
+        assert all(torch.equal(a, b) for a, b in zip(kept, full))
+        with pytest.raises(ValueError, match="more than max_pairs"):
+            miners.ConfidentPairMiner(basis, 0.5, -0.5, mode=mode, max_pairs=total - 1)(emb, lab)
+    with pytest.raises(ValueError, match="max_pairs must be None or an integer >= 0"):
+        miners.ConfidentPairMiner(basis, 0.5, -0.5, max_pairs=-3)
+
+
 # Several CUDA tiles: rows_per_tile = 2^26 // M < N, so the second tile starts at row_begin > 0 (and, against
 # itself, excludes (i, i) by global index).
 LARGE_CASES = [("ref_40000", 2048, 40_000, 4000), ("self_10000", 10_000, None, 2000)]

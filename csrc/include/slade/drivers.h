@@ -25,8 +25,8 @@ struct PairInputs {
 };
 // labels may be undefined when `labels_required` is false (selection without pseudo labels). With a basis, rows
 // are the normalised basis projections instead of the embeddings (and the distance is the cosine). labels_name
-// names the argument in error messages. query_begin / query_end (-1: the last row) choose the query rows; a range other than all rows
-// needs ref_emb = None.
+// names the argument in error messages. query_begin / query_end (-1: the last row) choose the query rows; a range
+// other than all rows needs ref_emb = None.
 PairInputs prepare_pair_inputs(const at::Tensor& emb, const c10::optional<at::Tensor>& labels,
                                const c10::optional<at::Tensor>& ref_emb,
                                const c10::optional<at::Tensor>& ref_labels, bool labels_required,
@@ -77,19 +77,30 @@ int64_t host_output_budget();
 // of `n_tiles` tiles (`bytes`) plus their concatenation would exceed `budget` (host_output_budget; -1: no check).
 void check_output_budget(const char* op, int64_t bytes, int64_t tiles_done, int64_t n_tiles, int64_t budget);
 
-// Runs a mining epilogue over all tiles of `in` and concatenates the results in row order. On the CPU the outputs
-// are checked against the memory available after every tile: thresholds that select nearly every pair of a large
-// set would otherwise fill the machine (N = 30,000: 14 GB a pair list) and end in the kernel's OOM killer.
+// Stops `op` with a ValueError naming max_pairs once its first `tiles_done` of `n_tiles` tiles have selected more
+// than `max_pairs` pairs or triplets (`what`; -1: no cap).
+void check_max_pairs(const char* op, const char* what, int64_t selected, int64_t tiles_done, int64_t n_tiles,
+                     int64_t max_pairs);
+
+// Runs a mining epilogue over all tiles of `in` and concatenates the results in row order. The outputs are checked
+// after every tile against max_pairs (pairs of both sides, or triplets) and, on the CPU, against the memory
+// available: thresholds that select nearly every pair of a large set would otherwise fill the machine (N = 30,000:
+// 14 GB a pair list) and end in the kernel's OOM killer.
 template <size_t K, typename Epilogue>
-std::array<at::Tensor, K> mine_all_tiles(const PairInputs& in, const char* op, Epilogue&& epilogue) {
+std::array<at::Tensor, K> mine_all_tiles(const PairInputs& in, const char* op, Epilogue&& epilogue,
+                                         int64_t max_pairs = -1) {
+  static_assert(K == 3 || K == 4, "triplets (a, p, n) or pairs (a1, p, a2, n)");
   std::vector<std::array<at::Tensor, K>> parts;
   const int64_t budget = in.rows.is_cpu() ? host_output_budget() : -1;
   const int64_t per_tile = rows_per_tile(in.rows.size(0), in.refs.size(0), tile_budget(in.rows));
   const int64_t n_tiles = (in.rows.size(0) + per_tile - 1) / per_tile;
-  int64_t bytes = 0;
+  int64_t bytes = 0, selected = 0;
   for_each_pair_tile(in, [&](int64_t begin, const at::Tensor& sim) {
     parts.push_back(epilogue(make_tile(in, begin, sim)));
-    for (const auto& t : parts.back()) bytes += t.numel() * int64_t(sizeof(int64_t));
+    const auto& out = parts.back();
+    for (const auto& t : out) bytes += t.numel() * int64_t(sizeof(int64_t));
+    selected += K == 4 ? out[0].numel() + out[K - 2].numel() : out[0].numel();
+    check_max_pairs(op, K == 4 ? "pairs" : "triplets", selected, int64_t(parts.size()), n_tiles, max_pairs);
     check_output_budget(op, bytes, int64_t(parts.size()), n_tiles, budget);
   });
   return concat_tiles<K>(parts, in.rows.device());
