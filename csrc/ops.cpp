@@ -46,6 +46,12 @@ TORCH_LIBRARY(slade, m) {
   m.def(
       "select_confident_pairs(Tensor emb, Tensor basis, float t_pos, float t_neg, Tensor? pseudo_labels=None, "
       "str mode=\"literal\", int query_begin=0, int query_end=-1, int max_pairs=-1) -> (Tensor, Tensor, Tensor, Tensor)");
+  // The same with 0-dim tensor thresholds (a FeatureBasis keeps them as buffers): torch.compile traces a call
+  // that hands them over without reading them on the host.
+  m.def(
+      "select_confident_pairs_tensor_thresholds(Tensor emb, Tensor basis, Tensor t_pos, Tensor t_neg, "
+      "Tensor? pseudo_labels=None, str mode=\"literal\", int query_begin=0, int query_end=-1, int max_pairs=-1) "
+      "-> (Tensor, Tensor, Tensor, Tensor)");
   // ---- fused losses (pytorch-metric-learning's MultiSimilarityLoss, ContrastiveLoss), csrc/common/losses.cpp ----
   // Pairs come from the labels (all pairs) or from CSR pair lists (pos_ptr/pos_cols, neg_ptr/neg_cols). Output:
   // [N, 4] float64 per-row state (pos_acc, neg_acc, pos_count, neg_count), documented in slade/loss_tiles.h.

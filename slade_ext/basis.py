@@ -18,6 +18,12 @@ from .ops import check_number
 __all__ = ["FeatureBasis"]
 
 
+@torch.compiler.assume_constant_result  # a number of the settings: torch.compile need not trace statistics' C code
+def _normal_quantile(q: float) -> float:
+    """The standard normal distribution's q quantile z(q)."""
+    return NormalDist().inv_cdf(q)
+
+
 class FeatureBasis(torch.nn.Module):
     """W [K, d] plus moving averages mu+/mu-/v+/v- (buffers) of the basis similarity over pseudo pairs.
 
@@ -88,16 +94,23 @@ class FeatureBasis(torch.nn.Module):
         """The next sd_loss seeds mu+/mu-/v+/v- from its batch; thresholds() is None until then."""
         self.num_updates.zero_()
 
-    def thresholds(self, quantiles: tuple[float, float] | None = None):
-        """(T1, T2) as floats, or None before the first update: (mu+, mu-), the paper's; with quantiles=(q+, q-), the
-        q+ quantile of the positive pairs' similarity and the q- quantile of the negatives', each side's moving
-        distribution read as a normal one: mu + z(q) sqrt(v)."""
-        if int(self.num_updates) == 0:
-            return None
-        if quantiles is None:
-            return float(self.mu_pos), float(self.mu_neg)
+    def threshold_tensors(self, quantiles: tuple[float, float] | None = None):
+        """(ready, T1, T2) as 0-dim tensors, without a data-dependent branch (torch.compile traces it): ready is
+        whether the averages have been updated yet; T1, T2 (float64) are (mu+, mu-), the paper's, or with
+        quantiles=(q+, q-) the q+ quantile of the positive pairs' similarity and the q- quantile of the negatives',
+        each side's moving distribution read as a normal one: mu + z(q) sqrt(v)."""
         sides = ((self.mu_pos, self.var_pos), (self.mu_neg, self.var_neg))
-        return tuple(float(mu) + NormalDist().inv_cdf(q) * float(var) ** 0.5 for (mu, var), q in zip(sides, quantiles))
+        if quantiles is None:
+            t_pos, t_neg = (mu.double() for mu, _ in sides)
+        else:
+            t_pos, t_neg = (mu.double() + _normal_quantile(q) * var.double().sqrt() for (mu, var), q in
+                            zip(sides, quantiles))
+        return self.num_updates > 0, t_pos, t_neg
+
+    def thresholds(self, quantiles: tuple[float, float] | None = None):
+        """threshold_tensors' (T1, T2) as floats, or None before the first update."""
+        ready, t_pos, t_neg = self.threshold_tensors(quantiles)
+        return (float(t_pos), float(t_neg)) if bool(ready) else None
 
     def sd_loss(self, emb: torch.Tensor, pseudo_labels: torch.Tensor) -> torch.Tensor:
         """L_SD = max(mu- - mu+ + m, 0) + lambda_var (v+ + v-) on the batch's pseudo pairs; updates the averages

@@ -206,9 +206,10 @@ class ConfidentPairMiner(torch.nn.Module):
     <= t_neg negatives, i != j; nothing while t_pos <= t_neg. Returns (a1, p, a2, n) like PML's pair miners.
 
     basis: a [K, d] tensor W (then t_pos and t_neg are required), or a FeatureBasis-like module with `weight` and
-    `thresholds(quantiles)` -> (T1, T2) or None before its statistics exist (then nothing is selected); explicit
-    t_pos / t_neg override the module's. quantiles=(q+, q-): the module's thresholds as quantiles of its moving
-    distributions instead of their means (FeatureBasis.thresholds). forward's `labels` are the pseudo labels
+    `threshold_tensors(quantiles)` -> (ready, T1, T2), 0-dim tensors, ready False before its statistics exist (then
+    nothing is selected); explicit t_pos / t_neg override the module's. quantiles=(q+, q-): the module's thresholds
+    as quantiles of its moving distributions instead of their means (FeatureBasis.threshold_tensors). The module's
+    thresholds are read only inside the op, so torch.compile(fullgraph=True) traces the miner. forward's `labels` are the pseudo labels
     (-1 = unknown, in no pair of "agree" or "veto"). mode:
     - "literal": the similarity alone decides (docs/method.md as written);
     - "agree": positives also need equal pseudo labels, negatives different ones;
@@ -239,27 +240,31 @@ class ConfidentPairMiner(torch.nn.Module):
         if isinstance(basis, torch.Tensor):
             if t_pos is None or t_neg is None:
                 raise ValueError("t_pos and t_neg are required when basis is a tensor")
-        elif not (hasattr(basis, "weight") and hasattr(basis, "thresholds")):
-            raise TypeError("basis must be a [K, d] tensor or a module with `weight` and `thresholds()`")
+        elif not (hasattr(basis, "weight") and hasattr(basis, "threshold_tensors")):
+            raise TypeError("basis must be a [K, d] tensor or a module with `weight` and `threshold_tensors()`")
         self.basis = basis
         self.t_pos = t_pos
         self.t_neg = t_neg
         self.mode = mode
 
     def _weight_and_thresholds(self):
+        """(weight, t_pos, t_neg, ready). The thresholds are numbers (a tensor basis, or explicit ones) or a module's
+        0-dim tensors (threshold_tensors: read only when the op runs, so torch.compile traces the call). ready is
+        None, or while a module's threshold that is used has no statistics yet, a False bool tensor."""
         if isinstance(self.basis, torch.Tensor):
-            return self.basis, self.t_pos, self.t_neg
-        stats = self.basis.thresholds(self.quantiles)
-        t_pos = self.t_pos if self.t_pos is not None else (None if stats is None else stats[0])
-        t_neg = self.t_neg if self.t_neg is not None else (None if stats is None else stats[1])
-        return self.basis.weight, t_pos, t_neg
+            return self.basis, self.t_pos, self.t_neg, None
+        ready, t_pos, t_neg = self.basis.threshold_tensors(self.quantiles)
+        uses_module = self.t_pos is None or (self.t_neg is None and self.mode != "veto")
+        t_pos = t_pos if self.t_pos is None else self.t_pos
+        t_neg = t_neg if self.t_neg is None else self.t_neg
+        return self.basis.weight, t_pos, t_neg, ready if uses_module else None
 
     def active(self) -> bool:
         """Whether forward can select anything: the thresholds exist and t_pos > t_neg (veto: t_pos alone counts)."""
-        _, t_pos, t_neg = self._weight_and_thresholds()
-        if self.mode == "veto":
-            return t_pos is not None
-        return t_pos is not None and t_neg is not None and t_pos > t_neg
+        _, t_pos, t_neg, ready = self._weight_and_thresholds()
+        if ready is not None and not bool(ready):
+            return False
+        return self.mode == "veto" or bool(t_pos > t_neg)
 
     def forward(self, embeddings, labels=None, ref_emb=None, ref_labels=None):
         if ref_emb is not None and ref_emb is not embeddings:
@@ -270,33 +275,40 @@ class ConfidentPairMiner(torch.nn.Module):
         """forward's selection for the rows [begin, end) of embeddings against all of them (None: every row); the
         indices index embeddings."""
         labels, _ = check_forward_inputs(embeddings, labels, None, None, labels_required=self.mode != "literal")
-        weight, t_pos, t_neg = self._weight_and_thresholds()
+        weight, t_pos, t_neg, ready = self._weight_and_thresholds()
         with torch.no_grad():
-            if t_pos is None or (t_neg is None and self.mode != "veto"):  # no statistics yet: nothing is confident
-                empty = torch.empty(0, dtype=torch.int64, device=embeddings.device)
-                return empty, empty.clone(), empty.clone(), empty.clone()
             weight = weight.detach()
             if self.mode == "veto":
-                return self._veto(embeddings, weight, float(t_pos), labels, query_rows, self.max_pairs)
+                return self._veto(embeddings, weight, t_pos, ready, labels, query_rows, self.max_pairs)
+            if ready is not None:  # no statistics yet: t_pos = t_neg, and nothing is confident
+                t_pos, t_neg = (_unless(ready, t, 0.0) for t in (t_pos, t_neg))
             pseudo = labels if self.mode == "agree" else None
             return ops.select_confident_pairs(
-                embeddings, weight, float(t_pos), float(t_neg), pseudo, self.mode, query_rows, self.max_pairs
+                embeddings, weight, t_pos, t_neg, pseudo, self.mode, query_rows, self.max_pairs
             )
 
     @staticmethod
-    def _veto(embeddings, weight, t_pos, labels, query_rows, max_pairs):
+    def _veto(embeddings, weight, t_pos, ready, labels, query_rows, max_pairs):
         """"agree" positives (s >= t_pos) plus "agree" negatives under the largest threshold below t_pos in the
         kernel's compute dtype (so s < t_pos exactly): the similarity is a cosine in [-1, 1], so the bounds +-2
-        switch the other side off."""
+        switch the other side off (and both sides while there are no statistics yet)."""
+        dtype = ops._compute_dtype(embeddings)
+        bound = torch.as_tensor(t_pos, dtype=dtype)
+        below = torch.nextafter(bound, torch.full_like(bound, -math.inf))
+        if ready is not None:
+            t_pos, below = _unless(ready, t_pos, 2.0), _unless(ready, below, -2.0)
         a1, p, _, _ = ops.select_confident_pairs(embeddings, weight, t_pos, -2.0, labels, "agree", query_rows,
                                                  max_pairs)
         if max_pairs is not None:  # the negatives get what the positives left
             max_pairs -= a1.numel()
-        dtype = ops._compute_dtype(embeddings)
-        bound = torch.tensor(t_pos, dtype=dtype)
-        below = float(torch.nextafter(bound, torch.tensor(-math.inf, dtype=dtype)))
         _, _, a2, n = ops.select_confident_pairs(embeddings, weight, 2.0, below, labels, "agree", query_rows, max_pairs)
         return a1, p, a2, n
+
+
+def _unless(ready: torch.Tensor, threshold, off: float) -> torch.Tensor:
+    """threshold where `ready`, else `off`, as a float64 0-dim tensor on ready's device (no host read)."""
+    value = torch.as_tensor(threshold, dtype=torch.float64, device=ready.device)
+    return torch.where(ready, value, torch.full_like(value, off))
 
 
 def _dense_multi_similarity(emb, labels, ref_emb, ref_labels, epsilon, distance, mask_diagonal,

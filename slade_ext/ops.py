@@ -221,13 +221,26 @@ def select_confident_pairs(
 
     literal: positives s >= t_pos, negatives s <= t_neg. agree: positives also need equal pseudo labels and
     negatives different ones (label -1 takes part in neither). Nothing is selected while t_pos <= t_neg.
-    Returns (a1, p, a2, n); query_rows and max_pairs as the miners'.
+    Returns (a1, p, a2, n); query_rows and max_pairs as the miners'. t_pos and t_neg may be numbers or one-element
+    tensors (a FeatureBasis's buffers); tensors are read only when the op runs, so torch.compile(fullgraph=True)
+    traces such a call.
     """
     _check_pair_inputs(emb, pseudo_labels, basis=basis, labels_name="pseudo_labels")
+    args = (pseudo_labels, mode, *query_range(query_rows), _max_pairs(max_pairs))
+    if isinstance(t_pos, torch.Tensor) or isinstance(t_neg, torch.Tensor):
+        t_pos, t_neg = (_threshold_tensor(t, name) for t, name in ((t_pos, "t_pos"), (t_neg, "t_neg")))
+        return torch.ops.slade.select_confident_pairs_tensor_thresholds(emb, basis, t_pos, t_neg, *args)
     t_pos, t_neg = check_number(t_pos, "t_pos"), check_number(t_neg, "t_neg")
-    return torch.ops.slade.select_confident_pairs(
-        emb, basis, t_pos, t_neg, pseudo_labels, mode, *query_range(query_rows), _max_pairs(max_pairs)
-    )
+    return torch.ops.slade.select_confident_pairs(emb, basis, t_pos, t_neg, *args)
+
+
+def _threshold_tensor(t, name: str) -> torch.Tensor:
+    """A threshold as a float64 one-element tensor (a number is checked as check_number does)."""
+    if not isinstance(t, torch.Tensor):
+        return torch.tensor(check_number(t, name), dtype=torch.float64)
+    if t.numel() != 1 or not t.dtype.is_floating_point:
+        raise ValueError(f"{name} must be a number or a one-element floating tensor, got {t.dtype} {tuple(t.shape)}")
+    return t.detach().to(torch.float64)
 
 
 # ---- fake kernels: shapes for torch.compile --------------------------------------------------------------------
@@ -286,7 +299,8 @@ def _fake_triplets(emb, *args):
     return _dynamic_indices(emb, 3)
 
 
-for _name in ("mine_multi_similarity", "mine_pair_margin", "select_confident_pairs"):
+for _name in ("mine_multi_similarity", "mine_pair_margin", "select_confident_pairs",
+              "select_confident_pairs_tensor_thresholds"):
     torch.library.register_fake(f"slade::{_name}", _fake_pairs)
 for _name in ("mine_batch_hard", "mine_triplet_margin"):
     torch.library.register_fake(f"slade::{_name}", _fake_triplets)

@@ -128,6 +128,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> select_confident_pair
   return {out[0], out[1], out[2], out[3]};
 }
 
+// The thresholds are read here, when the op runs (a CUDA tensor's with a sync), so that a traced caller never reads
+// them itself.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> select_confident_pairs_tensor_thresholds(
+    const at::Tensor& emb, const at::Tensor& basis, const at::Tensor& t_pos, const at::Tensor& t_neg,
+    const c10::optional<at::Tensor>& pseudo_labels, c10::string_view mode, int64_t query_begin, int64_t query_end,
+    int64_t max_pairs) {
+  auto number = [](const at::Tensor& t, const char* name) {
+    TORCH_CHECK_VALUE(t.numel() == 1, name, " must hold one number, got shape ", t.sizes());
+    TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()), name, " must be a floating tensor, got ", t.scalar_type());
+    return t.item<double>();
+  };
+  return select_confident_pairs(emb, basis, number(t_pos, "t_pos"), number(t_neg, "t_neg"), pseudo_labels, mode,
+                                query_begin, query_end, max_pairs);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(slade, CPU, m) {
@@ -136,6 +151,7 @@ TORCH_LIBRARY_IMPL(slade, CPU, m) {
   m.impl("mine_batch_hard", &mine_batch_hard);
   m.impl("mine_triplet_margin", &mine_triplet_margin);
   m.impl("select_confident_pairs", &select_confident_pairs);
+  m.impl("select_confident_pairs_tensor_thresholds", &select_confident_pairs_tensor_thresholds);
 }
 
 #ifdef WITH_CUDA
@@ -145,6 +161,7 @@ TORCH_LIBRARY_IMPL(slade, CUDA, m) {
   m.impl("mine_batch_hard", &mine_batch_hard);
   m.impl("mine_triplet_margin", &mine_triplet_margin);
   m.impl("select_confident_pairs", &select_confident_pairs);
+  m.impl("select_confident_pairs_tensor_thresholds", &select_confident_pairs_tensor_thresholds);
 }
 #endif
 

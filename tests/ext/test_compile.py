@@ -63,13 +63,24 @@ def test_ce_loss_equals_cross_entropy_on_the_labeled_rows():
     torch.testing.assert_close(basis.ce_loss(emb, lab), expected, rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.xfail(strict=True, reason="select_confident_pairs takes float thresholds; a FeatureBasis's are tensors "
-                   "(needs an op overload with 0-dim Tensor t_pos/t_neg, docs/architecture.md)")
-def test_confident_pair_miner_on_a_feature_basis_compiles_fullgraph():
-    emb, lab = inputs()
+@pytest.mark.parametrize("mode,quantiles", [("literal", None), ("agree", None), ("veto", None),
+                                            ("agree", (0.3, 0.7))])
+def test_confident_pair_miner_on_a_feature_basis_compiles_fullgraph(mode, quantiles):
+    """The basis's thresholds are 0-dim buffers handed to the op unread: one graph, eager's pairs, before the
+    first update (nothing selected) and after it."""
+    emb, lab = inputs(n=60, classes=3)
     basis = FeatureBasis(5, 16)
-    basis.sd_loss(emb, lab)
-    torch.compile(miners.ConfidentPairMiner(basis), fullgraph=True, backend="aot_eager")(emb)
+    miner = miners.ConfidentPairMiner(basis, mode=mode, quantiles=quantiles)
+    compiled = torch.compile(miner, fullgraph=True, backend="aot_eager")
+    for step in range(2):
+        expected = miner(emb, lab)
+        got = compiled(emb, lab)
+        assert all(torch.equal(a, b) for a, b in zip(got, expected)), step
+        assert (expected[0].numel() + expected[2].numel() > 0) == (step > 0), step  # nothing before the statistics
+        basis.sd_loss(emb, lab)
+        with torch.no_grad():  # a random basis may have mu+ <= mu- (nothing selected): thresholds that select some
+            basis.mu_pos.fill_(0.3)
+            basis.mu_neg.fill_(-0.3)
 
 
 @pytest.mark.parametrize(

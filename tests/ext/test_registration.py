@@ -32,6 +32,13 @@ def opcheck_cases():
             ("multi_similarity_loss_rows_backward", (grad_rows, ms_rows, *loss_tensors, *ms_params, 0, -1, mask)),
             ("contrastive_loss_rows_backward", (grad_rows, c_rows, *loss_tensors, *c_params, 0, -1, mask)),
         ]
+    # the distances' own backward (through -|x - y| and its square, unnormalised rows)
+    for distance in ("euclidean", "l2sq"):
+        d_params = (0.5, 4.0, distance)
+        d_rows = torch.ops.slade.contrastive_loss_rows(*loss_tensors, *d_params)
+        backward_cases += [
+            ("contrastive_loss_rows_backward", (grad_rows, d_rows, *loss_tensors, *d_params, 0, -1, [True, True])),
+        ]
     # query_rows (0, -1 = all rows; a slice otherwise): the loss state has the slice's rows
     q_rows = torch.ops.slade.multi_similarity_loss_rows(*loss_tensors[:2], None, None, *loss_tensors[4:], *ms_params,
                                                         5, 17)
@@ -61,6 +68,11 @@ def opcheck_cases():
         ("mine_triplet_margin", (EMB, LAB, None, None, 0.2, "semihard", 3, "cosine")),
         ("select_confident_pairs", (EMB, W, 0.3, -0.2, LAB, "agree")),
         ("select_confident_pairs", (EMB, W, 0.3, -0.2, None, "literal")),
+        ("select_confident_pairs_tensor_thresholds",
+         (EMB, W, torch.tensor(0.3, dtype=torch.float64), torch.tensor(-0.2), LAB, "agree", 0, -1, 500)),
+        ("mine_pair_margin", (EMB, LAB, None, None, 0.2, 0.1, "euclidean", 0, -1, 10_000)),
+        ("mine_multi_similarity", (EMB, LAB, REF, REF_LAB, 0.1, "dot")),
+        ("mine_triplet_margin", (EMB, LAB, REF, REF_LAB, 0.2, "hard", -1, "sqeuclidean")),
     ]
 
 

@@ -204,3 +204,20 @@ def test_quantile_thresholds_read_the_moving_distributions_as_normal():
     for bad in ((0.0, 0.5), (0.5, 1.0), (0.5,), (float("nan"), 0.5)):
         with pytest.raises(ValueError, match="quantiles"):
             miners.ConfidentPairMiner(basis, quantiles=bad)
+
+
+def test_tensor_thresholds_select_as_numbers(device):
+    """0-dim tensor thresholds (a FeatureBasis's buffers) select exactly what the same numbers select; bad ones are
+    refused by name."""
+    g = torch.Generator().manual_seed(7)
+    emb, w, pseudo = torch.randn(50, 16, generator=g), torch.randn(8, 16, generator=g), torch.randint(0, 4, (50,))
+    emb, w, pseudo = emb.to(device), w.to(device), pseudo.to(device)
+    as_numbers = ops.select_confident_pairs(emb, w, 0.25, -0.1, pseudo, "agree")
+    as_tensors = ops.select_confident_pairs(emb, w, torch.tensor(0.25, dtype=torch.float64, device=device),
+                                            torch.tensor(-0.1, dtype=torch.float64, device=device), pseudo, "agree")
+    assert as_numbers[0].numel() > 0 and as_numbers[2].numel() > 0
+    assert all(torch.equal(a, b) for a, b in zip(as_numbers, as_tensors))
+    with pytest.raises(ValueError, match="t_pos must be a number or a one-element floating tensor"):
+        ops.select_confident_pairs(emb, w, torch.tensor([0.2, 0.3]), -0.1)
+    with pytest.raises(ValueError, match="t_neg must be finite"):
+        ops.select_confident_pairs(emb, w, torch.tensor(0.2), torch.tensor(float("nan")))
