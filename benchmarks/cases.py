@@ -71,6 +71,17 @@ def cross_batch(n: int, m: int):
     return emb[:n], labels[:n], emb[n:], labels[n:]
 
 
+def unnormalised_distance(kind: str):
+    """PML's distance object for the unnormalised options timed on the fused path: "dot" or "L2"."""
+    from pytorch_metric_learning import distances
+
+    if kind == "dot":
+        return distances.DotProductSimilarity(normalize_embeddings=False)
+    if kind == "L2":
+        return distances.LpDistance(normalize_embeddings=False)
+    raise ValueError(f"unnormalised_distance: kind must be 'dot' or 'L2', got {kind!r}")
+
+
 def pair_sets(out):
     rows = [t.tolist() for t in out]
     if len(out) == 4:

@@ -4,12 +4,11 @@ from __future__ import annotations
 import pytest
 
 from cases import (CROSS, DISTANCE_OPTIONS, IMPLS, SQUARE, TRIPLET, UNCLUSTERED, clustered, cross_batch,
-                   expect_same_pairs, unclustered)
+                   expect_same_pairs, unclustered, unnormalised_distance)
 
 from slade_ext import miners, reference
 
 pml_miners = pytest.importorskip("pytorch_metric_learning.miners")
-pml_distances = pytest.importorskip("pytorch_metric_learning.distances")
 
 # name -> (slade_ext class, PML class, reference function, kwargs); distances are each class's default.
 MINERS = {
@@ -69,18 +68,15 @@ def test_triplet_miner(run_case, n, impl):
     run_miner(run_case, f"TripletMarginMiner(semihard) N={n}", "TripletMarginMiner", impl, kwargs, "l2", *clustered(n))
 
 
-# Unnormalised embeddings (PML's normalize_embeddings=False) on the fused path: (class, distance factory, label)
-UNNORMALISED = {
-    "MultiSimilarityMiner": (lambda: pml_distances.DotProductSimilarity(normalize_embeddings=False), "dot"),
-    "BatchHardMiner": (lambda: pml_distances.LpDistance(normalize_embeddings=False), "L2"),
-    "PairMarginMiner": (lambda: pml_distances.LpDistance(normalize_embeddings=False), "L2"),
-}
+# Unnormalised embeddings (PML's normalize_embeddings=False) on the fused path: the distance each class is timed with
+UNNORMALISED = {"MultiSimilarityMiner": "dot", "BatchHardMiner": "L2", "PairMarginMiner": "L2"}
 
 
 @pytest.mark.parametrize("impl", ["slade_ext", "pml"])  # the reference takes distance names, not PML objects
 @pytest.mark.parametrize("n", DISTANCE_OPTIONS)
 @pytest.mark.parametrize("name", list(UNNORMALISED))
 def test_miner_unnormalised(run_case, name, n, impl):
-    make, label = UNNORMALISED[name]
-    assert getattr(miners, name)(distance=make()).fallback is None  # timed on the fused path, not PML's
-    run_miner(run_case, f"{name}(unnormalised {label}) N={n}", name, impl, {"distance": make()}, None, *clustered(n))
+    kind = UNNORMALISED[name]
+    assert getattr(miners, name)(distance=unnormalised_distance(kind)).fallback is None  # the fused path, not PML's
+    run_miner(run_case, f"{name}(unnormalised {kind}) N={n}", name, impl, {"distance": unnormalised_distance(kind)},
+              None, *clustered(n))
