@@ -71,8 +71,10 @@ int64_t check_query_range(int64_t query_begin, int64_t query_end, int64_t n, boo
   return end;
 }
 
-void for_each_pair_tile(const PairInputs& in, const std::function<void(int64_t, const at::Tensor&)>& fn) {
-  for_each_closeness_tile(in.rows, in.refs, in.distance, tile_budget(in.rows), fn);
+void for_each_pair_tile(const PairInputs& in, const std::function<void(int64_t, const at::Tensor&)>& fn,
+                        int64_t max_tile_elems) {
+  for_each_closeness_tile(in.rows, in.refs, in.distance, max_tile_elems > 0 ? max_tile_elems : tile_budget(in.rows),
+                          fn);
 }
 
 Tile make_tile(const PairInputs& in, int64_t begin, const at::Tensor& sim) {

@@ -142,6 +142,15 @@ def test_cross_batch_equals_pml(device, name, kwargs, m):
     compare(name, kwargs, emb, labels, None, ref_emb, ref_labels, device=device)
 
 
+@pytest.mark.parametrize("kwargs", [{}, {"distance": "l2 unnormalised", "pos_margin": 4.0, "neg_margin": 6.0}])
+def test_l2_backward_over_several_tiles_equals_pml(device, kwargs):
+    """An L2 backward runs quarter-size CPU tiles (1M values) beside the tile's reciprocal: a 64 x 20,000 reference
+    is one forward tile and two backward ones, with the rows' and the references' gradients."""
+    emb, labels = make_inputs(64, 5, d=4)
+    ref_emb, ref_labels = make_inputs(20_000, 5, d=4, seed=1)
+    compare("ContrastiveLoss", kwargs, emb, labels, None, ref_emb, ref_labels, device=device)
+
+
 @pytest.mark.parametrize("name,kwargs", LOSSES[::3])
 def test_float32_equals_pml(device, name, kwargs):
     emb, labels = make_inputs(128, 16, dtype=torch.float32)

@@ -35,8 +35,10 @@ PairInputs prepare_pair_inputs(const at::Tensor& emb, const c10::optional<at::Te
 // Validates a query range against n rows (query_end -1 = n) and returns its end.
 int64_t check_query_range(int64_t query_begin, int64_t query_end, int64_t n, bool has_ref_emb);
 
-// Calls fn(row_begin, tile) for the closeness tiles of `in` (closeness_tile, one block of query rows at a time).
-void for_each_pair_tile(const PairInputs& in, const std::function<void(int64_t, const at::Tensor&)>& fn);
+// Calls fn(row_begin, tile) for the closeness tiles of `in` (closeness_tile, one block of query rows at a time), each
+// of at most `max_tile_elems` elements (-1: the device's tile_budget).
+void for_each_pair_tile(const PairInputs& in, const std::function<void(int64_t, const at::Tensor&)>& fn,
+                        int64_t max_tile_elems = -1);
 
 // The tile of query rows [begin, begin + sim.size(0)) with its labels; its row_begin indexes emb (begin +
 // query_begin), so outputs and the self-pair test use emb's row numbers.
