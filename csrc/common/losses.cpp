@@ -69,8 +69,8 @@ LossInputs prepare_loss_inputs(const at::Tensor& emb, const Opt& labels, const O
   return in;
 }
 
-// An L2 distance's backward keeps the tile's reciprocal beside the tile, so its tiles are a quarter of the budget:
-// CrossBatchMemory(ContrastiveLoss) against a 16,384-row bank peaked at 67 MiB with full tiles, 35 MiB with these.
+// An L2 distance's backward keeps the tile's reciprocal beside the tile, so its tiles are a quarter of the budget
+// (benchmarks/RESULTS.md, "L2 backward in quarter tiles": CrossBatchMemory(ContrastiveLoss) peaks at about half).
 bool needs_inverse(const Distance& distance) { return !distance.similarity && distance.power == 1; }
 int64_t backward_tile_elems(const PairInputs& in) {
   return tile_budget(in.rows) / (needs_inverse(in.distance) ? 4 : 1);
