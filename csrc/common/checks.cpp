@@ -1,6 +1,7 @@
 // Argument checks and float32 helpers shared by every driver (common.h).
 #include "slade/common.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace slade {
@@ -55,10 +56,14 @@ at::ScalarType compute_dtype(const at::Tensor& x) {
   return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
 }
 
+at::Tensor row_norm_divisor(const at::Tensor& xf) {
+  // Same epsilon as torch.nn.functional.normalize, so a zero row maps to zero (similarity 0 to everything).
+  return xf.norm(2, {-1}, /*keepdim=*/true).clamp_min(kNormEps);
+}
+
 at::Tensor normalize_rows(const at::Tensor& x) {
   auto xf = x.to(compute_dtype(x));
-  // Same epsilon as torch.nn.functional.normalize, so a zero row maps to zero (similarity 0 to everything).
-  return xf / xf.norm(2, {-1}, /*keepdim=*/true).clamp_min(kNormEps);
+  return xf / row_norm_divisor(xf);
 }
 
 at::Tensor normalize_rows_backward(const at::Tensor& grad_xn, const at::Tensor& xn, const at::Tensor& norm) {
@@ -84,12 +89,41 @@ Distance parse_distance(const std::string& name) {
                     "\"sqeuclidean\"; got \"", name, "\"");
 }
 
-at::Tensor closeness_tile(const at::Tensor& block, const at::Tensor& refs, const Distance& distance, bool use_mm) {
+at::Tensor closeness_tile(const at::Tensor& block, const at::Tensor& refs, const at::Tensor& padded_refs,
+                          const Distance& distance) {
   if (distance.similarity) return at::mm(block, refs.t());
-  // torch.cdist's compute_mode: 1 = always its matrix-product form, 2 = never
-  auto tile = at::cdist(block, refs, 2.0, use_mm ? 1 : 2);
+  at::Tensor tile;
+  if (padded_refs.defined()) {  // ATen's _euclidean_dist, call for call, with the references' half done once
+    auto norm = block.pow(2).sum(-1, /*keepdim=*/true);
+    auto padded_block = at::cat({block.mul(-2), norm, at::ones_like(norm)}, -1);
+    tile = padded_block.matmul(padded_refs.mT());
+    tile.clamp_min_(0).sqrt_();
+  } else {
+    tile = at::cdist(block, refs, 2.0, /*compute_mode=*/2);  // its direct form: 2 = never the matrix product
+  }
   if (distance.power == 2) tile.mul_(tile);  // PML squares the distance matrix: torch.cdist(x, y) ** 2
   return tile.neg_();
+}
+
+at::Tensor cdist_padded_refs(const at::Tensor& x, bool normalize) {
+  const int64_t m = x.size(0), d = x.size(1);
+  auto xf = x.to(compute_dtype(x));
+  auto padded = at::empty({m, d + 2}, xf.options());
+  auto refs = padded.narrow(1, 0, d);
+  if (normalize) {
+    at::div_out(refs, xf, row_norm_divisor(xf));  // normalize_rows, written into place
+  } else {
+    refs.copy_(xf);
+  }
+  padded.select(1, d).fill_(1);
+  // |refs|^2 as _euclidean_dist sums it (pow, then sum over each row), a block of rows at a time: no [M, d]
+  // temporary beside the references. A row's sum does not depend on how many rows are summed with it.
+  const int64_t block = std::max<int64_t>(1, (int64_t(1) << 20) / std::max<int64_t>(d, 1));
+  for (int64_t begin = 0; begin < m; begin += block) {
+    const int64_t len = std::min(block, m - begin);
+    padded.narrow(0, begin, len).narrow(1, d + 1, 1).copy_(refs.narrow(0, begin, len).pow(2).sum(-1, true));
+  }
+  return padded;
 }
 
 int64_t rows_per_tile(int64_t n_rows, int64_t n_cols, int64_t max_tile_elems) {
@@ -97,16 +131,18 @@ int64_t rows_per_tile(int64_t n_rows, int64_t n_cols, int64_t max_tile_elems) {
   return std::max<int64_t>(1, std::min<int64_t>(rows, std::max<int64_t>(n_rows, 1)));
 }
 
-void for_each_closeness_tile(const at::Tensor& rows, const at::Tensor& refs, const Distance& distance,
-                             int64_t max_tile_elems, const std::function<void(int64_t, const at::Tensor&)>& fn) {
+void for_each_closeness_tile(const at::Tensor& rows, const at::Tensor& refs, const at::Tensor& padded_refs,
+                             const Distance& distance, int64_t max_tile_elems,
+                             const std::function<void(int64_t, const at::Tensor&)>& fn) {
   const int64_t n = rows.size(0);
   const int64_t m = refs.size(0);
   if (n == 0 || m == 0) return;
+  TORCH_INTERNAL_ASSERT(padded_refs.defined() == (!distance.similarity && cdist_uses_mm(n, m)),
+                        "padded_refs goes with an L2 distance in torch.cdist's matrix-product form");
   const int64_t block = rows_per_tile(n, m, max_tile_elems);
-  const bool use_mm = cdist_uses_mm(n, m);
   for (int64_t begin = 0; begin < n; begin += block) {
     const int64_t len = std::min(block, n - begin);
-    fn(begin, closeness_tile(rows.narrow(0, begin, len), refs, distance, use_mm).contiguous());
+    fn(begin, closeness_tile(rows.narrow(0, begin, len), refs, padded_refs, distance).contiguous());
   }
 }
 

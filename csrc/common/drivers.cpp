@@ -34,11 +34,19 @@ PairInputs prepare_pair_inputs(const at::Tensor& emb, const c10::optional<at::Te
   TORCH_CHECK_VALUE(basis == nullptr || (distance.similarity && distance.normalize),
                     "a basis projection is compared by its cosine similarity only");
   in.distance = distance;
-  auto embed = [&](const at::Tensor& x) {
+  const int64_t n_queries = ref_emb.has_value() ? emb.size(0) : end - query_begin;
+  const int64_t m = ref_emb.has_value() ? ref_emb->size(0) : emb.size(0);
+  const bool padded = !distance.similarity && cdist_uses_mm(n_queries, m);
+  // The references of a padded distance are embedded into their padding (refs is a view of it).
+  auto embed = [&](const at::Tensor& x, bool into_padding) {
     if (basis) return project_normalize(x, *basis);
+    if (into_padding) {
+      in.padded_refs = cdist_padded_refs(x, distance.normalize);
+      return in.padded_refs.narrow(1, 0, x.size(1));
+    }
     return distance.normalize ? normalize_rows(x) : x.to(compute_dtype(x)).contiguous();
   };
-  in.rows = embed(emb);
+  in.rows = embed(emb, padded && !ref_emb.has_value());
   if (ref_emb.has_value()) {
     check_embeddings(*ref_emb, "ref_emb");
     check_same_device(*ref_emb, device, "ref_emb");
@@ -49,15 +57,15 @@ PairInputs prepare_pair_inputs(const at::Tensor& emb, const c10::optional<at::Te
       check_labels(*ref_labels, ref_emb->size(0), device, "ref_labels");
       in.ref_labels = labels_int64(*ref_labels);
     }
-    in.refs = embed(*ref_emb);
+    in.refs = embed(*ref_emb, padded);
     in.self = false;
   } else {
     in.refs = in.rows;
     in.ref_labels = in.labels;
     in.self = true;
     in.query_begin = query_begin;
-    in.rows = in.rows.narrow(0, query_begin, end - query_begin);
-    if (in.labels.defined()) in.labels = in.labels.narrow(0, query_begin, end - query_begin);
+    in.rows = in.rows.narrow(0, query_begin, n_queries);
+    if (in.labels.defined()) in.labels = in.labels.narrow(0, query_begin, n_queries);
   }
   return in;
 }
@@ -73,8 +81,8 @@ int64_t check_query_range(int64_t query_begin, int64_t query_end, int64_t n, boo
 
 void for_each_pair_tile(const PairInputs& in, const std::function<void(int64_t, const at::Tensor&)>& fn,
                         int64_t max_tile_elems) {
-  for_each_closeness_tile(in.rows, in.refs, in.distance, max_tile_elems > 0 ? max_tile_elems : tile_budget(in.rows),
-                          fn);
+  for_each_closeness_tile(in.rows, in.refs, in.padded_refs, in.distance,
+                          max_tile_elems > 0 ? max_tile_elems : tile_budget(in.rows), fn);
 }
 
 Tile make_tile(const PairInputs& in, int64_t begin, const at::Tensor& sim) {

@@ -71,8 +71,10 @@ LossInputs prepare_loss_inputs(const at::Tensor& emb, const Opt& labels, const O
 
 // An L2 distance's backward keeps the tile's reciprocal beside the tile, so its tiles are a quarter of the budget
 // (benchmarks/RESULTS.md, "L2 backward in quarter tiles": CrossBatchMemory(ContrastiveLoss) peaks at about half).
+// Its forward takes the same tiles: with the references padded once, a full-budget tile alone would set the peak
+// ("One padded copy of the references").
 bool needs_inverse(const Distance& distance) { return !distance.similarity && distance.power == 1; }
-int64_t backward_tile_elems(const PairInputs& in) {
+int64_t loss_tile_elems(const PairInputs& in) {
   return tile_budget(in.rows) / (needs_inverse(in.distance) ? 4 : 1);
 }
 
@@ -84,7 +86,7 @@ at::Tensor loss_rows(const LossInputs& in, const LossRule& rule) {
   for_each_pair_tile(in.pairs, [&](int64_t begin, const at::Tensor& sim) {
     auto tile = make_tile(in.pairs, begin, sim);
     SLADE_TILE_DISPATCH(loss_rows_tile, tile, in.lists, rule, rows_out);
-  });
+  }, loss_tile_elems(in.pairs));
   return first == 0 ? rows_out : rows_out.narrow(0, first, n).clone();
 }
 
@@ -126,11 +128,15 @@ std::tuple<at::Tensor, at::Tensor> loss_rows_backward(const at::Tensor& grad_row
   }
   const Distance& dist = in.pairs.distance;
   // For a distance, [rows | 1] and [refs | 1]: one GEMM then gives h @ refs with the row sums of h (and h^T @ rows
-  // with its column sums) instead of two more passes over the tile.
+  // with its column sums) instead of two more passes over the tile. The padded references hold [refs | 1] already.
   const int64_t d = in.pairs.refs.size(1);
   auto with_ones = [](const at::Tensor& x) { return at::cat({x, at::ones({x.size(0), 1}, x.options())}, 1); };
-  const at::Tensor refs_1 = dist.similarity || !want_rows ? at::Tensor() : with_ones(in.pairs.refs);
-  const at::Tensor rows_1 = dist.similarity || !want_refs ? at::Tensor() : with_ones(in.pairs.rows);
+  // Against itself want_rows == want_refs and the rows are a slice of the references.
+  const at::Tensor refs_1 = dist.similarity || !want_rows ? at::Tensor()
+                            : in.pairs.padded_refs.defined() ? in.pairs.padded_refs.narrow(1, 0, d + 1)
+                                                             : with_ones(in.pairs.refs);
+  const at::Tensor rows_1 = dist.similarity || !want_refs ? at::Tensor()
+                            : in.pairs.self ? refs_1.narrow(0, first, n) : with_ones(in.pairs.rows);
   at::Tensor inv_buffer;
   for_each_pair_tile(in.pairs, [&](int64_t begin, const at::Tensor& sim) {
     // -1 / d of a tile of -d, taken before the epilogue overwrites it; 0 where d = 0 (as torch.cdist's backward):
@@ -162,7 +168,7 @@ std::tuple<at::Tensor, at::Tensor> loss_rows_backward(const at::Tensor& grad_row
       const auto hx = at::mm(h.t(), rows_1.narrow(0, begin, b));
       grad_qn.sub_(hx.narrow(1, 0, d)).addcmul_(in.pairs.refs, hx.narrow(1, d, 1));
     }
-  }, backward_tile_elems(in.pairs));
+  }, loss_tile_elems(in.pairs));
   // Back through the normalisation, or from the compute dtype to the embeddings' one.
   auto finish = [&](const at::Tensor& grad, const at::Tensor& rows, const at::Tensor& x) {
     return dist.normalize ? normalize_backward(grad, rows, x) : grad.to(x.scalar_type());

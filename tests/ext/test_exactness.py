@@ -136,3 +136,36 @@ def test_quantised_batch_triplets_equal_pml(n, normalize, type_of_triplets):
     theirs = pml_miners.TripletMarginMiner(**kwargs)(emb, lab)
     assert len(theirs[0]) > 0
     assert as_sets(ours) == as_sets(theirs)
+
+
+def pair_keys(a, p, n_refs):
+    """Pairs (a, p) as sorted int64 keys: set equality of millions of pairs without Python tuples."""
+    return torch.sort(a * n_refs + p).values
+
+
+@pytest.mark.parametrize("n,m", [(2100, None), (300, 20_000)])  # several row tiles, against itself / a memory bank
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("power", [1, 2])
+def test_distances_equal_pmls_to_the_last_bit(n, m, normalize, power):
+    """Margins that are entries of PML's own distance matrix, taken from pairs of the side they decide: a distance
+    one rounding away from PML's moves its pair across the margin. The kernels build torch.cdist's padded
+    references once per op instead of torch doing it on every call, so their tiles must stay torch.cdist's."""
+    g = torch.Generator().manual_seed(n + power)
+    emb, lab = torch.randn(n, 32, generator=g) * 3, torch.randint(0, 50, (n,), generator=g)
+    ref, ref_lab = (None, None) if m is None else (torch.randn(m, 32, generator=g) * 3,
+                                                    torch.randint(0, 50, (m,), generator=g))
+    distance = pml_distances.LpDistance(normalize_embeddings=normalize, power=power)
+    full = distance(emb, emb if ref is None else ref)
+    same = lab[:, None] == (lab if ref_lab is None else ref_lab)[None, :]
+    if ref is None:
+        same.fill_diagonal_(False)
+    pos_values, neg_values = full[same].sort().values, full[~same].sort().values
+    n_refs = full.shape[1]
+    for k in range(1, 5):  # entries at 20 %, 40 %, ... of each side: both sides select some pairs
+        margins = (pos_values[len(pos_values) * k // 5].item(), neg_values[len(neg_values) * k // 5].item())
+        kwargs = {"pos_margin": margins[0], "neg_margin": margins[1], "distance": distance}
+        ours = miners.PairMarginMiner(**kwargs)(emb, lab, ref, ref_lab)
+        theirs = pml_miners.PairMarginMiner(**kwargs)(emb, lab, ref, ref_lab)
+        for (a, p), (pa, pp) in ((ours[:2], theirs[:2]), (ours[2:], theirs[2:])):
+            assert len(pa) > 0
+            assert torch.equal(pair_keys(a, p, n_refs), pair_keys(pa, pp, n_refs))

@@ -27,6 +27,8 @@ bool all_finite(const at::Tensor& x);
 // ---- numeric helpers ------------------------------------------------------------------------------------------
 // Rows of x scaled to unit L2 norm, computed in float32 (fp16/bf16 inputs are upcast; float64 stays float64).
 at::Tensor normalize_rows(const at::Tensor& x);
+// What normalize_rows divides float rows xf by: max(|row|, eps).
+at::Tensor row_norm_divisor(const at::Tensor& xf);
 // torch.nn.functional.normalize's epsilon: a row with a smaller norm is divided by it instead.
 constexpr double kNormEps = 1e-12;
 // Gradient through xn = x / max(|x|, eps) along the last dim, given grad_xn, xn and the unclamped norms |x|.
@@ -55,19 +57,29 @@ inline double as_closeness(double threshold, const Distance& distance) {
   return distance.similarity ? threshold : -threshold;
 }
 // The closeness tile of query rows `block` against `refs`: block @ refs^T, or -torch.cdist(block, refs)^power
-// computed as torch.cdist computes it (use_mm: its matrix-product form, which it picks when either full matrix
-// side exceeds 25 rows), so that a distance equals PML's, 0 for identical rows included.
-at::Tensor closeness_tile(const at::Tensor& block, const at::Tensor& refs, const Distance& distance, bool use_mm);
+// computed as torch.cdist computes it, so that a distance equals PML's, 0 for identical rows included. With
+// `padded_refs` (cdist_padded_refs of refs) it is torch.cdist's matrix-product form, which torch picks when either
+// side of the full matrix exceeds 25 rows; without, for a distance, its direct form.
+at::Tensor closeness_tile(const at::Tensor& block, const at::Tensor& refs, const at::Tensor& padded_refs,
+                          const Distance& distance);
+// torch.cdist's matrix-product form (ATen's _euclidean_dist) extends its second argument to [refs, 1, |refs|^2] on
+// every call: a copy of the references per tile. The drivers build it once per op from the embeddings x (refs = x
+// normalised or not, in the compute dtype, written straight into its first d columns), with the values ATen's
+// calls give, so each tile is still bitwise torch.cdist's; its first d + 1 columns serve the loss backward as
+// [refs | 1].
+at::Tensor cdist_padded_refs(const at::Tensor& x, bool normalize);
 // torch.cdist's choice between its matrix-product and its direct form for an n x m distance matrix.
 inline bool cdist_uses_mm(int64_t n, int64_t m) { return n > 25 || m > 25; }
 
 // ---- tiling ---------------------------------------------------------------------------------------------------
 // Number of query rows per similarity tile so that a tile holds at most `max_tile_elems` values (at least 1 row).
 int64_t rows_per_tile(int64_t n_rows, int64_t n_cols, int64_t max_tile_elems);
-// Calls fn(row_begin, tile) for consecutive row blocks, tile = closeness_tile(rows[row_begin:row_end], refs, ...)
-// ([rows_in_block, M], never the whole N x M matrix). Works on any device: the GEMM is ATen's.
-void for_each_closeness_tile(const at::Tensor& rows, const at::Tensor& refs, const Distance& distance,
-                             int64_t max_tile_elems, const std::function<void(int64_t, const at::Tensor&)>& fn);
+// Calls fn(row_begin, tile) for consecutive row blocks, tile = closeness_tile(rows[row_begin:row_end], refs,
+// padded_refs, distance) ([rows_in_block, M], never the whole N x M matrix). padded_refs must be given exactly when
+// the distance is L2 and cdist_uses_mm(N, M). Works on any device: the GEMM is ATen's.
+void for_each_closeness_tile(const at::Tensor& rows, const at::Tensor& refs, const at::Tensor& padded_refs,
+                             const Distance& distance, int64_t max_tile_elems,
+                             const std::function<void(int64_t, const at::Tensor&)>& fn);
 
 // ---- label handling -------------------------------------------------------------------------------------------
 // Labels as contiguous int64 on their device.

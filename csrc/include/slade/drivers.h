@@ -17,8 +17,11 @@ namespace slade {
 // ref_emb = None means "the set against itself": the references are all rows of emb, the queries its rows
 // [query_begin, query_begin + rows.size(0)) (all of them by default; a slice is one rank's share of a global batch,
 // slade_ext.distributed), and the self-pairs (i, query_begin + i) are excluded. rows is then a view of refs.
+// For an L2 distance in torch.cdist's matrix-product form, padded_refs is cdist_padded_refs of the references and
+// refs (with rows, against itself) a view of its first d columns: one copy of the references, not two.
 struct PairInputs {
   at::Tensor rows, refs, labels, ref_labels;
+  at::Tensor padded_refs;
   bool self = true;
   int64_t query_begin = 0;
   Distance distance;
