@@ -5,37 +5,51 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 import torch
 import torch.distributed as dist
+from pytorch_metric_learning import distances as pml_distances
 
 from slade_ext import losses, miners
+from slade_ext._compat import FallbackWarning
 from slade_ext.basis import FeatureBasis
 from slade_ext.distributed import DistributedFeatureBasis, DistributedLossWrapper, DistributedMinerWrapper, gather_global
 
 WORLD = 2
 SIZES = (5, 7)  # rows per rank: unequal on purpose
+LARGE_SIZES = (13, 17)  # a global batch over 25 rows: torch.cdist's matrix-product form, as PML's distances use it
 D = 8
 
 
-def global_batch(seed=0):
+def global_batch(seed=0, sizes=SIZES):
     g = torch.Generator().manual_seed(seed)
-    emb = torch.randn(sum(SIZES), D, generator=g, dtype=torch.float64)
-    labels = torch.randint(0, 3, (sum(SIZES),), generator=g)
+    emb = torch.randn(sum(sizes), D, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, 3, (sum(sizes),), generator=g)
     return emb, labels
 
 
-def local_slice(rank):
-    start = sum(SIZES[:rank])
-    return slice(start, start + SIZES[rank])
+def local_slice(rank, sizes=SIZES):
+    start = sum(sizes[:rank])
+    return slice(start, start + sizes[rank])
 
 
+# The miners and losses take **options (a PML distance); the ConfidentPairMiner compares basis projections only.
 MINERS = {
-    "multi_similarity": lambda: miners.MultiSimilarityMiner(epsilon=0.1),
-    "pair_margin": lambda: miners.PairMarginMiner(pos_margin=0.2, neg_margin=0.8),
-    "batch_hard": lambda: miners.BatchHardMiner(),
-    "triplet_margin": lambda: miners.TripletMarginMiner(margin=0.2, type_of_triplets="semihard"),
+    "multi_similarity": lambda **o: miners.MultiSimilarityMiner(epsilon=0.1, **o),
+    "pair_margin": lambda **o: miners.PairMarginMiner(pos_margin=0.2, neg_margin=0.8, **o),
+    "batch_hard": lambda **o: miners.BatchHardMiner(**o),
+    "triplet_margin": lambda **o: miners.TripletMarginMiner(margin=0.2, type_of_triplets="semihard", **o),
     "confident": lambda: miners.ConfidentPairMiner(_basis_weight(), t_pos=0.2, t_neg=-0.2, mode="agree"),
+}
+
+# PML distance options besides each class's default, all on the fused path.
+DISTANCES = {
+    "l2": lambda: pml_distances.LpDistance(),
+    "l2 squared": lambda: pml_distances.LpDistance(power=2),
+    "unnormalised l2": lambda: pml_distances.LpDistance(normalize_embeddings=False),
+    "unnormalised l2 squared": lambda: pml_distances.LpDistance(normalize_embeddings=False, power=2),
+    "unnormalised dot": lambda: pml_distances.DotProductSimilarity(normalize_embeddings=False),
 }
 
 
@@ -54,36 +68,43 @@ def _local_indices(single, mine):
             out[k] = single[k][keep]
     return tuple(out)
 LOSSES = {
-    "multi_similarity": lambda: losses.MultiSimilarityLoss(alpha=2, beta=50, base=0.5),
-    "contrastive": lambda: losses.ContrastiveLoss(pos_margin=0.0, neg_margin=1.0),
+    "multi_similarity": lambda **o: losses.MultiSimilarityLoss(alpha=2, beta=50, base=0.5, **o),
+    "contrastive": lambda **o: losses.ContrastiveLoss(pos_margin=0.0, neg_margin=1.0, **o),
 }
 
 
-def _check_miners(rank, efficient):
-    emb, labels = global_batch()
-    mine = local_slice(rank)
+def _check_miners(rank, efficient, sizes=SIZES, options=dict):
+    """options() gives each class its options, fresh objects each time: {} (the defaults), or a distance for every
+    miner but the ConfidentPairMiner."""
+    emb, labels = global_batch(sizes=sizes)
+    mine = local_slice(rank, sizes)
     for name, make in MINERS.items():
-        got = DistributedMinerWrapper(make(), efficient=efficient)(emb[mine], labels[mine])
-        want = make()(emb, labels)
+        if name == "confident" and options():
+            continue
+        build = lambda: make(**options())  # noqa: E731
+        got = DistributedMinerWrapper(build(), efficient=efficient)(emb[mine], labels[mine])
+        want = build()(emb, labels)
         if efficient:
             want = _local_indices(want, mine)
         assert len(got) == len(want) and all(torch.equal(a, b) for a, b in zip(got, want)), f"miner {name}"
 
 
-def _check_losses(rank, efficient):
-    emb, labels = global_batch()
-    mine = local_slice(rank)
+def _check_losses(rank, efficient, sizes=SIZES, options=dict):
+    """options() as in _check_miners, for the losses and their miners."""
+    emb, labels = global_batch(sizes=sizes)
+    mine = local_slice(rank, sizes)
     for name, make in LOSSES.items():
         for miner_name in (None, "multi_similarity", "batch_hard"):
             local = emb[mine].clone().requires_grad_()
             tuples = None if miner_name is None else DistributedMinerWrapper(
-                MINERS[miner_name](), efficient=efficient)(local, labels[mine])
-            loss = DistributedLossWrapper(make(), efficient=efficient)(local, labels[mine], tuples)
+                MINERS[miner_name](**options()), efficient=efficient)(local, labels[mine])
+            loss = DistributedLossWrapper(make(**options()), efficient=efficient)(local, labels[mine], tuples)
             loss.backward()
             full = emb.clone().requires_grad_()
-            single = make()(full, labels, None if miner_name is None else MINERS[miner_name]()(full, labels))
+            single = make(**options())(
+                full, labels, None if miner_name is None else MINERS[miner_name](**options())(full, labels))
             single.backward()
-            case = f"loss {name} with miner {miner_name}, efficient={efficient}"
+            case = f"loss {name} with miner {miner_name}, efficient={efficient}, options {options()}"
             torch.testing.assert_close(loss, WORLD * single, rtol=1e-12, atol=1e-12, msg=case)
             torch.testing.assert_close(local.grad, WORLD * full.grad[mine], rtol=1e-10, atol=1e-12, msg=case)
 
@@ -112,6 +133,17 @@ def _check_miners_and_losses(rank):
         _check_miners(rank, efficient)
         _check_losses(rank, efficient)
         _check_losses_with_ref_emb(rank, efficient)
+
+
+def _check_distance_options(rank):
+    """Every PML distance option on the fused path (none may fall back), over LARGE_SIZES."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FallbackWarning)
+        for efficient in (False, True):
+            for make_distance in DISTANCES.values():
+                options = lambda: {"distance": make_distance()}  # noqa: E731 (a fresh object per class)
+                _check_miners(rank, efficient, LARGE_SIZES, options)
+                _check_losses(rank, efficient, LARGE_SIZES, options)
 
 
 def _check_feature_basis(rank):
@@ -178,8 +210,8 @@ def _check_gather(rank):
         assert torch.equal(x.grad, expected), differentiable
 
 
-CHECKS = {"miners_and_losses": _check_miners_and_losses, "ddp": _check_ddp_parameter_gradients,
-          "gather": _check_gather, "feature_basis": _check_feature_basis}
+CHECKS = {"miners_and_losses": _check_miners_and_losses, "distance_options": _check_distance_options,
+          "ddp": _check_ddp_parameter_gradients, "gather": _check_gather, "feature_basis": _check_feature_basis}
 
 
 def run_rank(rank, store_path, check):
