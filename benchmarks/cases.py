@@ -35,6 +35,7 @@ else:
     raise ValueError(f"SLADE_BENCH_SIZES must be 'tiny' or 'full', got {SIZES!r}")
 
 IMPLS = ["slade_ext", "pml", "reference"]
+FLOOR = "matrix products"  # the impl name of matrix_products' rows
 
 
 def clustered(n: int, seed: int = 0, sigma: float = 0.1):
@@ -80,6 +81,28 @@ def unnormalised_distance(kind: str):
     if kind == "L2":
         return distances.LpDistance(normalize_embeddings=False)
     raise ValueError(f"unnormalised_distance: kind must be 'dot' or 'L2', got {kind!r}")
+
+
+def matrix_products(rows, refs, distance: str, gradient: bool = False):
+    """A function timing the matrix products alone that PML's computation and slade_ext's both contain: the N x M
+    distance GEMM (torch.cdist's matrix-product form for "l2": padded operands of d + 2 columns, built here outside
+    the timing) and, with `gradient`, the gradient's (N x M) @ (M x d) GEMM. Its time bounds any implementation
+    that keeps PML's arithmetic for the distances: the "matrix products" rows of RESULTS.md."""
+    rows, refs = torch.nn.functional.normalize(rows, dim=1), torch.nn.functional.normalize(refs, dim=1)
+    if distance == "l2":
+        def pad(x, first, last):
+            return torch.cat([x, first, last], 1)
+        r2, q2 = rows.pow(2).sum(1, keepdim=True), refs.pow(2).sum(1, keepdim=True)
+        a, b = pad(rows * -2, r2, torch.ones_like(r2)), pad(refs, torch.ones_like(q2), q2)
+    else:
+        a, b = rows, refs
+    weights = torch.rand(rows.shape[0], refs.shape[0], generator=torch.Generator().manual_seed(0)).to(rows.device)
+
+    def run():
+        out = a @ b.T
+        return (out, weights @ refs) if gradient else out
+
+    return run
 
 
 def pair_sets(out):

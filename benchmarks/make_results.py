@@ -11,7 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ["slade_ext", "pml", "reference"]
+ORDER = ["slade_ext", "pml", "reference", "matrix products"]
 
 
 def fmt_time(seconds):

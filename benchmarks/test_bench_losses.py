@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from cases import (CROSS, DISTANCE_OPTIONS, IMPLS, NTXENT, NTXENT_LARGE, SQUARE, TRIPLET, clustered, cross_batch,
-                   expect_close, two_views, unnormalised_distance)
+from cases import (CROSS, DISTANCE_OPTIONS, FLOOR, IMPLS, NTXENT, NTXENT_LARGE, SQUARE, TRIPLET, clustered,
+                   cross_batch, expect_close, matrix_products, two_views, unnormalised_distance)
 
 from slade_ext import losses, reference
 
@@ -104,6 +104,16 @@ def test_cross_batch_memory(run_case, name, n, m, impl):
     check = None if impl == "slade_ext" else expect_close(expected, rtol=1e-3, atol=1e-6)
     run_case(f"CrossBatchMemory({name}) fwd+bwd {n} x memory {m}", impl,
              cross_batch_memory_step(name, impl, *inputs), check)
+
+
+@pytest.mark.parametrize("impl", [FLOOR])
+@pytest.mark.parametrize("n,m", CROSS)
+@pytest.mark.parametrize("name,distance", [("MultiSimilarityLoss", "cosine"), ("ContrastiveLoss", "l2")])
+def test_cross_batch_memory_matrix_products(run_case, name, distance, n, m, impl):
+    """One step's two GEMMs alone (the batch against the memory, then the batch's gradient), in its group."""
+    emb, _, memory, _ = cross_batch(n, m)
+    run_case(f"CrossBatchMemory({name}) fwd+bwd {n} x memory {m}", impl,
+             matrix_products(emb, memory, distance, gradient=True))
 
 
 # Unnormalised embeddings (PML's normalize_embeddings=False) on the fused path: the distance each class is timed with

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from cases import (CROSS, DISTANCE_OPTIONS, IMPLS, SQUARE, TRIPLET, UNCLUSTERED, clustered, cross_batch,
-                   expect_same_pairs, unclustered, unnormalised_distance)
+from cases import (CROSS, DISTANCE_OPTIONS, FLOOR, IMPLS, SQUARE, TRIPLET, UNCLUSTERED, clustered, cross_batch,
+                   expect_same_pairs, matrix_products, unclustered, unnormalised_distance)
 
 from slade_ext import miners, reference
 
@@ -41,6 +41,15 @@ def run_miner(run_case, group, name, impl, kwargs, distance, *inputs):
 def test_miner(run_case, name, n, impl):
     _, kwargs, distance = MINERS[name]
     run_miner(run_case, f"{name} N={n}", name, impl, kwargs, distance, *clustered(n))
+
+
+@pytest.mark.parametrize("impl", [FLOOR])
+@pytest.mark.parametrize("n", SQUARE)
+@pytest.mark.parametrize("name", list(MINERS))
+def test_miner_matrix_products(run_case, name, n, impl):
+    """The distance GEMM alone, in the miner's group: PML's time over it is the most any exact miner can gain."""
+    emb = clustered(n)[0]
+    run_case(f"{name} N={n}", impl, matrix_products(emb, emb, MINERS[name][2]))
 
 
 @pytest.mark.parametrize("impl", ["slade_ext", "pml"])  # the output is most of N*M pairs
