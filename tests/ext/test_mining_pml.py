@@ -76,6 +76,20 @@ def test_op_pair_margin_matches_pml(device, n, m, classes, distance):
     assert pair_sets(ours) == pair_sets(theirs)
 
 
+@pytest.mark.parametrize("offset", [2**31, 2**32, -2**40])
+def test_op_pair_margin_labels_beyond_int32_match_pml(offset):
+    """The CPU pair-margin epilogue compares int32 copies of the labels when every label fits: labels that do not
+    (here some are shifted by `offset`, which truncation to 32 bits would map back onto the others) take the
+    general path, and the pairs stay PML's."""
+    emb, lab = embeddings(200, 32), labels(200, 8)
+    lab = torch.where(torch.arange(200) % 2 == 0, lab, lab + offset)
+    values = OP_DISTANCES["l2"]()(emb, emb).flatten()
+    margins = tuple(values.quantile(q).item() for q in (0.4, 0.6))
+    theirs = pml_miners.PairMarginMiner(*margins)(emb, lab)
+    ours = ops.mine_pair_margin(emb, lab, None, None, *margins, distance="l2")
+    assert len(theirs[0]) > 0 and pair_sets(ours) == pair_sets(theirs)
+
+
 @pytest.mark.parametrize("n,m,classes", op_pml_cases())
 @pytest.mark.parametrize("distance", list(OP_DISTANCES))
 def test_op_batch_hard_matches_pml(device, n, m, classes, distance):
