@@ -8,6 +8,7 @@
 #include <climits>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "epilogue_utils.h"
@@ -49,7 +50,40 @@ void pair_margin_verdicts(const T* row, int32_t li, const int32_t* ref_labels, i
   n_neg = nn;
 }
 
-// The labels as int32 when every one fits (pair_margin_verdicts), else empty.
+// The multi-similarity verdicts of one row: select_pair's MultiSimilarity case with its row extrema (inverted = true),
+// restated without branches on int32 labels as pair_margin_verdicts is. The pair (i, i) of a self-comparison reads
+// +inf during the two passes: the positives' minimum ignores it and v - eps < max_neg rejects it.
+template <typename T>
+void multi_similarity_verdicts(T* row, int32_t li, const int32_t* ref_labels, int64_t m, int64_t self_j, T eps,
+                               uint8_t* verdict, int64_t& n_pos, int64_t& n_neg) {
+  const T inf = std::numeric_limits<T>::infinity();
+  const bool has_self = self_j >= 0 && self_j < m;
+  const T self_value = has_self ? row[self_j] : T(0);
+  if (has_self) row[self_j] = inf;
+  T min_pos = inf, max_neg = -inf;
+  for (int64_t j = 0; j < m; ++j) {
+    const T v = row[j];
+    const bool same = ref_labels[j] == li;
+    const T as_pos = same ? v : inf, as_neg = same ? -inf : v;
+    min_pos = as_pos < min_pos ? as_pos : min_pos;
+    max_neg = as_neg > max_neg ? as_neg : max_neg;
+  }
+  int64_t np = 0, nn = 0;
+  for (int64_t j = 0; j < m; ++j) {
+    const T v = row[j];
+    const bool same = ref_labels[j] == li;
+    const bool pos = same & (v - eps < max_neg);
+    const bool neg = !same & (v + eps > min_pos);
+    verdict[j] = uint8_t(pos) | uint8_t(neg << 1);
+    np += pos;
+    nn += neg;
+  }
+  if (has_self) row[self_j] = self_value;
+  n_pos = np;
+  n_neg = nn;
+}
+
+// The labels as int32 when every one fits (pair_margin_verdicts, multi_similarity_verdicts), else empty.
 std::vector<int32_t> labels_as_int32(const at::Tensor& labels) {
   if (!labels.defined() || labels.numel() == 0) return {};
   const auto [lo, hi] = at::aminmax(labels);
@@ -69,14 +103,15 @@ template <typename T, bool kInverted, PairRuleKind kKind>
 void mine_pairs_rows(const Tile& tile, const PairRule& rule, std::array<at::Tensor, 4>& out) {
   const int64_t b = tile.sim.size(0), m = tile.sim.size(1);
   const LabelView lab(tile);
-  const T* sim = tile.sim.data_ptr<T>();
+  T* writable_sim = tile.sim.data_ptr<T>();  // multi_similarity_verdicts marks (i, i) for a moment
+  const T* sim = writable_sim;
   PairRule fixed = rule;
   fixed.kind = kKind;
   fixed.inverted = kInverted;
   std::vector<uint8_t> verdict(size_t(b) * size_t(m));
   std::vector<int64_t> pos_at(b + 1, 0), neg_at(b + 1, 0);
   std::vector<int32_t> row_labels32, ref_labels32;
-  if (kKind == PairRuleKind::PairMargin && kInverted) {
+  if (kKind != PairRuleKind::Confident && kInverted) {
     ref_labels32 = labels_as_int32(tile.ref_labels);
     if (!ref_labels32.empty()) row_labels32 = labels_as_int32(tile.row_labels);
   }
@@ -85,9 +120,14 @@ void mine_pairs_rows(const Tile& tile, const PairRule& rule, std::array<at::Tens
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t li = lab.row(i), self_j = tile.exclude_self ? tile.row_begin + i : -1;
       const T* row = sim + i * m;
-      if (fast) {
+      if (fast && kKind == PairRuleKind::PairMargin) {
         pair_margin_verdicts<T>(row, row_labels32[i], ref_labels32.data(), m, self_j, T(rule.pos_margin),
                                 T(rule.neg_margin), verdict.data() + i * m, pos_at[i + 1], neg_at[i + 1]);
+        continue;
+      }
+      if (fast && kKind == PairRuleKind::MultiSimilarity) {
+        multi_similarity_verdicts<T>(writable_sim + i * m, row_labels32[i], ref_labels32.data(), m, self_j,
+                                     T(rule.epsilon), verdict.data() + i * m, pos_at[i + 1], neg_at[i + 1]);
         continue;
       }
       auto extrema = RowExtrema<T>::empty();

@@ -77,16 +77,21 @@ def test_op_pair_margin_matches_pml(device, n, m, classes, distance):
 
 
 @pytest.mark.parametrize("offset", [2**31, 2**32, -2**40])
-def test_op_pair_margin_labels_beyond_int32_match_pml(offset):
-    """The CPU pair-margin epilogue compares int32 copies of the labels when every label fits: labels that do not
-    (here some are shifted by `offset`, which truncation to 32 bits would map back onto the others) take the
-    general path, and the pairs stay PML's."""
+@pytest.mark.parametrize("op", ["pair_margin", "multi_similarity"])
+def test_op_labels_beyond_int32_match_pml(op, offset):
+    """The CPU pair-margin and multi-similarity epilogues compare int32 copies of the labels when every label fits:
+    labels that do not (here some are shifted by `offset`, which truncation to 32 bits would map back onto the
+    others) take the general path, and the pairs stay PML's."""
     emb, lab = embeddings(200, 32), labels(200, 8)
     lab = torch.where(torch.arange(200) % 2 == 0, lab, lab + offset)
-    values = OP_DISTANCES["l2"]()(emb, emb).flatten()
-    margins = tuple(values.quantile(q).item() for q in (0.4, 0.6))
-    theirs = pml_miners.PairMarginMiner(*margins)(emb, lab)
-    ours = ops.mine_pair_margin(emb, lab, None, None, *margins, distance="l2")
+    if op == "pair_margin":
+        values = OP_DISTANCES["l2"]()(emb, emb).flatten()
+        margins = tuple(values.quantile(q).item() for q in (0.4, 0.6))
+        theirs = pml_miners.PairMarginMiner(*margins)(emb, lab)
+        ours = ops.mine_pair_margin(emb, lab, None, None, *margins, distance="l2")
+    else:
+        theirs = pml_miners.MultiSimilarityMiner(epsilon=0.1)(emb, lab)
+        ours = ops.mine_multi_similarity(emb, lab, None, None, epsilon=0.1)
     assert len(theirs[0]) > 0 and pair_sets(ours) == pair_sets(theirs)
 
 
