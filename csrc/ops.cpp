@@ -55,6 +55,8 @@ TORCH_LIBRARY(slade, m) {
   // ---- fused losses (pytorch-metric-learning's MultiSimilarityLoss, ContrastiveLoss), csrc/common/losses.cpp ----
   // Pairs come from the labels (all pairs) or from CSR pair lists (pos_ptr/pos_cols, neg_ptr/neg_cols). Output:
   // [N, 4] float64 per-row state (pos_acc, neg_acc, pos_count, neg_count), documented in slade/loss_tiles.h.
+  // The contrastive forward also returns, with keep_active on the CPU, the record of its pairs with a non-zero loss
+  // (ptr, cols, closeness: cpu::ActivePairs) that its backward then takes instead of recomputing the tiles.
   m.def(
       "multi_similarity_loss_rows(Tensor emb, Tensor? labels, Tensor? ref_emb, Tensor? ref_labels, "
       "Tensor? pos_ptr, Tensor? pos_cols, Tensor? neg_ptr, Tensor? neg_cols, float alpha=2, float beta=50, "
@@ -67,12 +69,14 @@ TORCH_LIBRARY(slade, m) {
   m.def(
       "contrastive_loss_rows(Tensor emb, Tensor? labels, Tensor? ref_emb, Tensor? ref_labels, "
       "Tensor? pos_ptr, Tensor? pos_cols, Tensor? neg_ptr, Tensor? neg_cols, float pos_margin=0, "
-      "float neg_margin=1, str distance=\"l2\", int query_begin=0, int query_end=-1) -> Tensor");
+      "float neg_margin=1, str distance=\"l2\", int query_begin=0, int query_end=-1, bool keep_active=False) "
+      "-> (Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "contrastive_loss_rows_backward(Tensor grad_rows, Tensor rows, Tensor emb, Tensor? labels, "
       "Tensor? ref_emb, Tensor? ref_labels, Tensor? pos_ptr, Tensor? pos_cols, Tensor? neg_ptr, Tensor? neg_cols, "
       "float pos_margin, float neg_margin, str distance, int query_begin=0, int query_end=-1, "
-      "bool[2] output_mask=[True, True]) -> (Tensor, Tensor)");
+      "bool[2] output_mask=[True, True], Tensor? active_ptr=None, Tensor? active_cols=None, "
+      "Tensor? active_closeness=None) -> (Tensor, Tensor)");
 }
 
 #ifdef TORCH_EXTENSION_NAME  // built as the Python module slade_ext._C (setup.py or the JIT loader)

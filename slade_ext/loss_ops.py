@@ -5,6 +5,8 @@ never an N x M matrix:
 - multi_similarity_loss_rows: acc = log(1 + sum exp(alpha * margin(v, base))) over the row's positives (and the
   beta/negative analogue), count = pairs the row sees. PML's per-anchor loss is pos_acc / alpha + neg_acc / beta.
 - contrastive_loss_rows: acc = sum of the row's non-zero pair losses relu(margin(...)), count = how many are non-zero.
+  When a gradient will be needed, its op also returns, on the CPU, the pairs with a non-zero loss (few, once the
+  embeddings are clustered): its backward then reads them instead of recomputing the N x M tiles.
 Pairs come from the labels (all pairs, PML's get_all_pairs_indices and self-pair rule) or from `pair_lists(...)`.
 The accumulators are differentiable in emb and ref_emb; the counts are not. query_rows=(begin, end) (labels path,
 ref_emb None; ops.query_range): only rows [begin, end) of emb are anchors, against all of emb, and the state has
@@ -79,10 +81,12 @@ def contrastive_loss_rows(
     """Per-row contrastive state [N, 4] (module docstring); lists from `pair_lists(..., as_mask=False)`."""
     _check_pair_inputs(emb, labels, ref_emb, ref_labels)
     ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
-    return torch.ops.slade.contrastive_loss_rows(
+    keep_active = torch.is_grad_enabled() and (emb.requires_grad or (ref_emb is not None and ref_emb.requires_grad))
+    rows, *_ = torch.ops.slade.contrastive_loss_rows(
         emb, labels, ref_emb, ref_labels, *_lists(lists), float(pos_margin), float(neg_margin), distance,
-        *query_range(query_rows),
+        *query_range(query_rows), keep_active,
     )
+    return rows
 
 
 # ---- fake kernels and autograd: both ops share the signature (emb, labels, ref_emb, ref_labels, 4 lists, params) --
@@ -105,9 +109,18 @@ def _fake_multi_similarity_rows(
 
 def _fake_contrastive_rows(
     emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols, pos_margin=0.0, neg_margin=1.0,
-    distance="l2", query_begin=0, query_end=-1,
+    distance="l2", query_begin=0, query_end=-1, keep_active=False,
 ):
-    return _fake_state(emb, query_begin, query_end)
+    """The state and the record of active pairs, whose sizes only the data decide (empty when not recorded)."""
+    state = _fake_state(emb, query_begin, query_end)
+    if keep_active and emb.device.type == "cpu":
+        ctx = torch.library.get_ctx()
+        n_ptr, n_pairs = ctx.new_dynamic_size(), ctx.new_dynamic_size()
+    else:
+        n_ptr = n_pairs = 0
+    longs = dict(dtype=torch.int64, device=emb.device)
+    return (state, torch.empty(n_ptr, **longs), torch.empty(n_pairs, **longs),
+            torch.empty(n_pairs, dtype=torch.float64, device=emb.device))
 
 
 def _fake_grads(emb, ref_emb, output_mask):
@@ -129,7 +142,8 @@ def _fake_multi_similarity_backward(
 
 def _fake_contrastive_backward(
     grad_rows, rows, emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols, pos_margin, neg_margin,
-    distance, query_begin=0, query_end=-1, output_mask=(True, True),
+    distance, query_begin=0, query_end=-1, output_mask=(True, True), active_ptr=None, active_cols=None,
+    active_closeness=None,
 ):
     return _fake_grads(emb, ref_emb, output_mask)
 
@@ -140,25 +154,39 @@ _FAKE = {
 }
 
 
-def _setup(ctx, inputs, output):
-    ctx.save_for_backward(*inputs[:_N_TENSORS], output)
-    ctx.params = inputs[_N_TENSORS:]
+# How many of an op's inputs after the tensors its backward op takes too (the contrastive keep_active is not one).
+_BACKWARD_PARAMS = {"multi_similarity_loss_rows": 6, "contrastive_loss_rows": 5}
+
+
+def _make_setup(n_params):
+    def setup(ctx, inputs, output):
+        # The contrastive op's further outputs, its record of active pairs, go to its backward op as they are.
+        rows, *record = output if isinstance(output, (tuple, list)) else (output,)
+        if record:
+            ctx.mark_non_differentiable(*record)
+        ctx.save_for_backward(*inputs[:_N_TENSORS], rows, *record)
+        ctx.params = inputs[_N_TENSORS:_N_TENSORS + n_params]
+        ctx.n_inputs = len(inputs)
+
+    return setup
 
 
 def _make_backward(backward_op):
-    def backward(ctx, grad_rows):
+    def backward(ctx, grad_rows, *_record_grads):
         # Honours ctx.needs_input_grad: the kernel computes only the gradients asked for, the others are None.
-        *tensors, rows = ctx.saved_tensors
+        saved = ctx.saved_tensors
+        tensors, rows, record = saved[:_N_TENSORS], saved[_N_TENSORS], saved[_N_TENSORS + 1:]
         ref_emb = tensors[2]
         needs = ctx.needs_input_grad
         want_emb, want_ref = bool(needs[0]), len(needs) > 2 and bool(needs[2])
-        grad_emb, grad_ref = backward_op(grad_rows.contiguous(), rows, *tensors, *ctx.params, [want_emb, want_ref])
-        n_params = len(ctx.params)
+        grad_emb, grad_ref = backward_op(
+            grad_rows.contiguous(), rows, *tensors, *ctx.params, [want_emb, want_ref], *record
+        )
         return (
             grad_emb if want_emb else None,
             None,
             grad_ref if ref_emb is not None and want_ref else None,
-        ) + (None,) * (_N_TENSORS - 3 + n_params)
+        ) + (None,) * (ctx.n_inputs - 3)
 
     return backward
 
@@ -167,5 +195,6 @@ for _name in ("multi_similarity_loss_rows", "contrastive_loss_rows"):
     torch.library.register_fake(f"slade::{_name}", _FAKE[_name][0])
     torch.library.register_fake(f"slade::{_name}_backward", _FAKE[_name][1])
     torch.library.register_autograd(
-        f"slade::{_name}", _make_backward(getattr(torch.ops.slade, f"{_name}_backward")), setup_context=_setup
+        f"slade::{_name}", _make_backward(getattr(torch.ops.slade, f"{_name}_backward")),
+        setup_context=_make_setup(_BACKWARD_PARAMS[_name]),
     )

@@ -80,15 +80,27 @@ int64_t loss_tile_elems(const PairInputs& in) {
 
 // The epilogues address per-row state by emb's row number (tile.row_begin + i): with a query slice the state
 // buffer starts at row 0 and the queries' rows are cut out of it.
-at::Tensor loss_rows(const LossInputs& in, const LossRule& rule) {
+// With `active` (CPU only), the contrastive epilogue also records the pairs its backward needs.
+at::Tensor loss_rows(const LossInputs& in, const LossRule& rule, cpu::ActivePairs* active = nullptr) {
   const int64_t n = in.pairs.rows.size(0), first = in.pairs.query_begin;
   auto rows_out = at::zeros({first + n, kLossRowState}, in.pairs.rows.options().dtype(at::kDouble));
   for_each_pair_tile(in.pairs, [&](int64_t begin, const at::Tensor& sim) {
     auto tile = make_tile(in.pairs, begin, sim);
-    SLADE_TILE_DISPATCH(loss_rows_tile, tile, in.lists, rule, rows_out);
+    if (active != nullptr) {
+      cpu::loss_rows_tile(tile, in.lists, rule, rows_out, active, first);
+    } else {
+      SLADE_TILE_DISPATCH(loss_rows_tile, tile, in.lists, rule, rows_out);
+    }
   }, loss_tile_elems(in.pairs));
   return first == 0 ? rows_out : rows_out.narrow(0, first, n).clone();
 }
+
+// The most active pairs a contrastive forward records for its backward. A recorded pair costs the backward a few
+// times what one entry of a tile's GEMM costs, and the dense backward recomputes each tile and makes one or two
+// GEMMs more, so a sixteenth of all pairs is well on the cheap side of the line; the record (16 bytes a pair)
+// stays within half a CPU tile's bytes. Clustered embeddings, with few negatives inside the margin, record a few
+// pairs per row (benchmarks/RESULTS.md, "The contrastive backward from its active pairs").
+int64_t max_active_pairs(int64_t n, int64_t m) { return std::min(n * m / 16, kCpuTileElems / 8); }
 
 // Back through xn = x / max(|x|, eps) (torch.nn.functional.normalize), in x's compute dtype.
 at::Tensor normalize_backward(const at::Tensor& grad_xn, const at::Tensor& xn, const at::Tensor& x) {
@@ -96,37 +108,15 @@ at::Tensor normalize_backward(const at::Tensor& grad_xn, const at::Tensor& xn, c
   return normalize_rows_backward(grad_xn, xn, norm).to(x.scalar_type());
 }
 
-std::tuple<at::Tensor, at::Tensor> loss_rows_backward(const at::Tensor& grad_rows, const at::Tensor& rows,
-                                                      const at::Tensor& emb, const Opt& ref_emb,
-                                                      const LossInputs& in, const LossRule& rule,
-                                                      const std::array<bool, 2>& mask) {
+// The dense backward: each tile recomputed, turned into per-pair weights by the epilogue and multiplied out.
+// `state` has the query rows' rows; the epilogues address it by emb's row number, hence the zero rows in front of
+// a query slice.
+void accumulate_tile_gradients(const LossInputs& in, const LossRule& rule, at::Tensor state, int64_t first,
+                               bool want_rows, bool want_refs, at::Tensor& grad_rn, at::Tensor& grad_qn) {
+  const Distance& dist = in.pairs.distance;
   const int64_t n = in.pairs.rows.size(0);
-  TORCH_CHECK_VALUE(grad_rows.dim() == 2 && grad_rows.size(0) == n && grad_rows.size(1) == kLossRowState,
-                    "grad_rows must be [N, 4], got shape ", grad_rows.sizes());
-  TORCH_CHECK_VALUE(rows.dim() == 2 && rows.size(0) == n && rows.size(1) == kLossRowState,
-                    "rows must be [N, 4], got shape ", rows.sizes());
-  // (grad_pos_acc, grad_neg_acc, pos_acc, neg_acc): the counts carry no gradient. Addressed by emb's row number
-  // like the forward's state (loss_rows), hence the zero rows in front of a query slice.
-  const int64_t first = in.pairs.query_begin;
-  auto state = at::cat({grad_rows.narrow(1, 0, 2), rows.narrow(1, 0, 2)}, 1)
-                   .to(in.pairs.rows.device(), at::kDouble);
   if (first > 0) state = at::cat({state.new_zeros({first, state.size(1)}), state});
   state = state.contiguous();
-  // The rows' gradient feeds grad_emb, the references' grad_ref_emb; against itself the rows are a slice of the
-  // references and their gradient a view of the references' one.
-  const bool want_rows = mask[0];
-  const bool want_refs = in.pairs.self ? mask[0] : mask[1];
-  auto none = [&] { return emb.new_empty({0}); };
-  if (!want_rows && !want_refs) return {none(), none()};
-  at::Tensor grad_rn, grad_qn;
-  if (in.pairs.self) {
-    grad_qn = at::zeros_like(in.pairs.refs);
-    grad_rn = grad_qn.narrow(0, first, n);
-  } else {
-    if (want_rows) grad_rn = at::zeros_like(in.pairs.rows);
-    if (want_refs) grad_qn = at::zeros_like(in.pairs.refs);
-  }
-  const Distance& dist = in.pairs.distance;
   // For a distance, [rows | 1] and [refs | 1]: one GEMM then gives h @ refs with the row sums of h (and h^T @ rows
   // with its column sums) instead of two more passes over the tile. The padded references hold [refs | 1] already.
   const int64_t d = in.pairs.refs.size(1);
@@ -169,6 +159,44 @@ std::tuple<at::Tensor, at::Tensor> loss_rows_backward(const at::Tensor& grad_row
       grad_qn.sub_(hx.narrow(1, 0, d)).addcmul_(in.pairs.refs, hx.narrow(1, d, 1));
     }
   }, loss_tile_elems(in.pairs));
+}
+
+// `active`: a contrastive forward's record (cpu::ActivePairs::tensors), or undefined tensors to recompute the tiles.
+std::tuple<at::Tensor, at::Tensor> loss_rows_backward(const at::Tensor& grad_rows, const at::Tensor& rows,
+                                                      const at::Tensor& emb, const Opt& ref_emb,
+                                                      const LossInputs& in, const LossRule& rule,
+                                                      const std::array<bool, 2>& mask,
+                                                      const std::array<at::Tensor, 3>& active = {}) {
+  const int64_t n = in.pairs.rows.size(0);
+  TORCH_CHECK_VALUE(grad_rows.dim() == 2 && grad_rows.size(0) == n && grad_rows.size(1) == kLossRowState,
+                    "grad_rows must be [N, 4], got shape ", grad_rows.sizes());
+  TORCH_CHECK_VALUE(rows.dim() == 2 && rows.size(0) == n && rows.size(1) == kLossRowState,
+                    "rows must be [N, 4], got shape ", rows.sizes());
+  // (grad_pos_acc, grad_neg_acc, pos_acc, neg_acc) of the query rows: the counts carry no gradient.
+  const int64_t first = in.pairs.query_begin;
+  auto state = at::cat({grad_rows.narrow(1, 0, 2), rows.narrow(1, 0, 2)}, 1)
+                   .to(in.pairs.rows.device(), at::kDouble);
+  // The rows' gradient feeds grad_emb, the references' grad_ref_emb; against itself the rows are a slice of the
+  // references and their gradient a view of the references' one.
+  const bool want_rows = mask[0];
+  const bool want_refs = in.pairs.self ? mask[0] : mask[1];
+  auto none = [&] { return emb.new_empty({0}); };
+  if (!want_rows && !want_refs) return {none(), none()};
+  at::Tensor grad_rn, grad_qn;
+  if (in.pairs.self) {
+    grad_qn = at::zeros_like(in.pairs.refs);
+    grad_rn = grad_qn.narrow(0, first, n);
+  } else {
+    if (want_rows) grad_rn = at::zeros_like(in.pairs.rows);
+    if (want_refs) grad_qn = at::zeros_like(in.pairs.refs);
+  }
+  const Distance& dist = in.pairs.distance;
+  if (active[0].defined()) {
+    cpu::contrastive_pairs_backward(active, in.pairs.rows, in.pairs.refs, dist, rule, state.contiguous(),
+                                    want_rows ? grad_rn : at::Tensor(), want_refs ? grad_qn : at::Tensor());
+  } else {
+    accumulate_tile_gradients(in, rule, state, first, want_rows, want_refs, grad_rn, grad_qn);
+  }
   // Back through the normalisation, or from the compute dtype to the embeddings' one.
   auto finish = [&](const at::Tensor& grad, const at::Tensor& rows, const at::Tensor& x) {
     return dist.normalize ? normalize_backward(grad, rows, x) : grad.to(x.scalar_type());
@@ -177,6 +205,28 @@ std::tuple<at::Tensor, at::Tensor> loss_rows_backward(const at::Tensor& grad_row
   auto grad_emb = want_rows ? finish(grad_rn, in.pairs.rows, emb) : none();
   if (!want_refs) return {grad_emb, none()};
   return {grad_emb, finish(grad_qn, in.pairs.refs, *ref_emb)};
+}
+
+// A contrastive forward's record, checked as it arrives from Python (a user may hand the backward op anything).
+std::array<at::Tensor, 3> check_active_pairs(const at::Tensor& ptr, const Opt& cols, const Opt& closeness,
+                                             const PairInputs& in) {
+  const int64_t n = in.rows.size(0), m = in.refs.size(0);
+  TORCH_CHECK_VALUE(in.rows.is_cpu(), "active pairs are recorded on the CPU only");
+  TORCH_CHECK_VALUE(cols.has_value() && closeness.has_value(),
+                    "active_ptr, active_cols and active_closeness must be given together");
+  TORCH_CHECK_VALUE(ptr.dim() == 1 && ptr.scalar_type() == at::kLong && ptr.numel() == 2 * n + 1 && ptr.is_cpu(),
+                    "active_ptr must be a CPU int64 tensor of 2 N + 1 = ", 2 * n + 1, " entries, got ",
+                    ptr.scalar_type(), " ", ptr.sizes());
+  TORCH_CHECK_VALUE(cols->dim() == 1 && cols->scalar_type() == at::kLong && cols->is_cpu() &&
+                        closeness->dim() == 1 && closeness->scalar_type() == at::kDouble && closeness->is_cpu() &&
+                        cols->numel() == closeness->numel(),
+                    "active_cols (int64) and active_closeness (float64) must be CPU tensors of one length");
+  TORCH_CHECK_VALUE(ptr[0].item<int64_t>() == 0 && ptr[2 * n].item<int64_t>() == cols->numel() &&
+                        (ptr.diff() >= 0).all().item<bool>(),
+                    "active_ptr must run from 0 to the number of active pairs, non-decreasing");
+  TORCH_CHECK_VALUE(cols->numel() == 0 || (cols->min().item<int64_t>() >= 0 && cols->max().item<int64_t>() < m),
+                    "active_cols must index the reference set [0, ", m, ")");
+  return {ptr.contiguous(), cols->contiguous(), closeness->contiguous()};
 }
 
 LossRule ms_rule(double alpha, double beta, double base, c10::string_view distance) {
@@ -226,25 +276,41 @@ std::tuple<at::Tensor, at::Tensor> multi_similarity_loss_rows_backward(
   return loss_rows_backward(grad_rows, rows, emb, ref_emb, in, rule, output_mask);
 }
 
-at::Tensor contrastive_loss_rows(const at::Tensor& emb, const Opt& labels, const Opt& ref_emb, const Opt& ref_labels,
-                                 const Opt& pos_ptr, const Opt& pos_cols, const Opt& neg_ptr, const Opt& neg_cols,
-                                 double pos_margin, double neg_margin, c10::string_view distance,
-                                 int64_t query_begin, int64_t query_end) {
+// keep_active: on the CPU, also return the record of the pairs with a non-zero loss (cpu::ActivePairs::tensors)
+// for the backward, or three empty tensors (not asked for, too many pairs, or another device).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> contrastive_loss_rows(
+    const at::Tensor& emb, const Opt& labels, const Opt& ref_emb, const Opt& ref_labels, const Opt& pos_ptr,
+    const Opt& pos_cols, const Opt& neg_ptr, const Opt& neg_cols, double pos_margin, double neg_margin,
+    c10::string_view distance, int64_t query_begin, int64_t query_end, bool keep_active) {
   auto rule = contrastive_rule(pos_margin, neg_margin, distance);
-  return loss_rows(prepare_loss_inputs(emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols,
-                                       query_begin, query_end, distance),
-                   rule);
+  auto in = prepare_loss_inputs(emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols, query_begin,
+                                query_end, distance);
+  const int64_t n = in.pairs.rows.size(0);
+  if (!keep_active || !emb.is_cpu()) {
+    auto none = at::empty({0}, emb.options().dtype(at::kLong));
+    return {loss_rows(in, rule), none, none.clone(), none.to(at::kDouble)};
+  }
+  cpu::ActivePairs active(n, max_active_pairs(n, in.pairs.refs.size(0)));
+  auto rows = loss_rows(in, rule, &active);
+  auto [ptr, cols, closeness] = active.tensors();
+  return {rows, ptr, cols, closeness};
 }
 
+// active_ptr / active_cols / active_closeness: the forward's record, used when it is one (2 N + 1 pointers).
 std::tuple<at::Tensor, at::Tensor> contrastive_loss_rows_backward(
     const at::Tensor& grad_rows, const at::Tensor& rows, const at::Tensor& emb, const Opt& labels,
     const Opt& ref_emb, const Opt& ref_labels, const Opt& pos_ptr, const Opt& pos_cols, const Opt& neg_ptr,
     const Opt& neg_cols, double pos_margin, double neg_margin, c10::string_view distance, int64_t query_begin,
-    int64_t query_end, std::array<bool, 2> output_mask) {
+    int64_t query_end, std::array<bool, 2> output_mask, const Opt& active_ptr, const Opt& active_cols,
+    const Opt& active_closeness) {
   auto rule = contrastive_rule(pos_margin, neg_margin, distance);
   auto in = prepare_loss_inputs(emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols, query_begin,
                                 query_end, distance);
-  return loss_rows_backward(grad_rows, rows, emb, ref_emb, in, rule, output_mask);
+  std::array<at::Tensor, 3> active;
+  if (active_ptr.has_value() && active_ptr->numel() > 0) {
+    active = check_active_pairs(*active_ptr, active_cols, active_closeness, in.pairs);
+  }
+  return loss_rows_backward(grad_rows, rows, emb, ref_emb, in, rule, output_mask, active);
 }
 
 }  // namespace

@@ -8,11 +8,17 @@
 #include <limits>
 #include <vector>
 
+#include "epilogue_utils.h"
+#include "slade/common.h"
 #include "slade/loss_tiles.h"
 
 namespace slade {
 namespace cpu {
 namespace {
+
+using detail::for_each_verdict;
+using detail::labels_as_int32;
+using detail::pair_margin_verdicts;
 
 constexpr int64_t kRowGrain = 4;  // rows per parallel work item
 
@@ -61,11 +67,21 @@ struct LogSumExpOne {
 };
 
 template <typename T>
-void loss_rows_impl(const Tile& tile, const PairLists& lists, const LossRule& rule, double* out) {
+void loss_rows_impl(const Tile& tile, const PairLists& lists, const LossRule& rule, double* out,
+                    ActivePairs* active, int64_t first_row) {
   const RowPairs pairs(tile, lists);
   const int64_t b = tile.sim.size(0), m = tile.sim.size(1);
   const T* sim = tile.sim.data_ptr<T>();
+  // The contrastive rule over all pairs on closeness values is PairMargin's (epilogue_utils.h): its branch-free
+  // verdicts on int32 labels find the pairs with a non-zero loss.
+  std::vector<int32_t> row_labels32, ref_labels32;
+  if (rule.kind == LossKind::Contrastive && rule.inverted && !lists.defined()) {
+    ref_labels32 = labels_as_int32(tile.ref_labels);
+    if (!ref_labels32.empty()) row_labels32 = labels_as_int32(tile.row_labels);
+  }
+  const bool fast = !row_labels32.empty();
   at::parallel_for(0, b, kRowGrain, [&](int64_t i0, int64_t i1) {
+    std::vector<uint8_t> verdict(fast ? m : 0);
     for (int64_t i = i0; i < i1; ++i) {
       const T* row = sim + i * m;
       double* o = out + (tile.row_begin + i) * kLossRowState;
@@ -87,13 +103,26 @@ void loss_rows_impl(const Tile& tile, const PairLists& lists, const LossRule& ru
         o[1] = side[1].value();
       } else {
         double sum[2] = {0.0, 0.0};
-        pairs.visit(i, [&](int64_t j, bool pos) {
+        const bool record = active != nullptr && !active->dropped();
+        std::vector<ActivePairs::Pair> recorded[2];
+        auto add = [&](int64_t j, bool pos) {
           const T l = loss_pair_term(rule, closeness_value(row[j], rule.inverted), pos);
           if (l > T(0)) {
             sum[pos ? 0 : 1] += double(l);
             count[pos ? 0 : 1] += 1.0;
+            if (record) recorded[pos ? 0 : 1].push_back({j, double(row[j])});
           }
-        });
+        };
+        if (fast) {  // the same pairs in the same order: the verdicts only skip those without a loss
+          int64_t n_pos, n_neg;
+          pair_margin_verdicts<T>(row, row_labels32[i], ref_labels32.data(), m,
+                                  tile.exclude_self ? tile.row_begin + i : -1, T(rule.pos_margin),
+                                  T(rule.neg_margin), verdict.data(), n_pos, n_neg);
+          for_each_verdict(verdict.data(), m, [&](int64_t j, uint8_t v) { add(j, v & 1); });
+        } else {
+          pairs.visit(i, add);
+        }
+        if (record) active->record(tile.row_begin + i - first_row, std::move(recorded[0]), std::move(recorded[1]));
         o[0] = sum[0];
         o[1] = sum[1];
       }
@@ -133,6 +162,78 @@ void loss_weights_impl(Tile& tile, const PairLists& lists, const LossRule& rule,
   });
 }
 
+// The gradient of one recorded pair in its closeness c: w = d(loss)/dc as the tile epilogue weighs it
+// (loss_weights_impl), then, for a distance, h with d(c)/dx = h (x - y) (c = -d: h = -1 / d, 0 where d = 0 as
+// torch.cdist's backward; c = -d^2: h = -2). A similarity's is w itself, with d(c)/dx = y.
+template <typename T>
+T pair_coefficient(const LossRule& rule, const Distance& distance, const double* st, int k, double closeness) {
+  const T grad = T(st[k]), acc = T(st[2 + k]), c = T(closeness);
+  const T w = grad == T(0) ? T(0) : grad * loss_pair_weight(rule, c, k == 0, acc);
+  if (distance.similarity) return w;
+  if (distance.power == 2) return w * T(-2);
+  return c == T(0) ? T(0) : w * (T(1) / c);
+}
+
+// out += h (a - b) over d columns, or h b when `similarity` (the gradient of a . b in a).
+template <typename T>
+inline void add_pair_gradient(T* out, const T* a, const T* b, T h, int64_t d, bool similarity) {
+  if (similarity) {
+    for (int64_t t = 0; t < d; ++t) out[t] += h * b[t];
+  } else {
+    for (int64_t t = 0; t < d; ++t) out[t] += h * (a[t] - b[t]);
+  }
+}
+
+template <typename T>
+void contrastive_pairs_backward_impl(const int64_t* ptr, const int64_t* cols, const double* closeness,
+                                     const at::Tensor& rows, const at::Tensor& refs, const Distance& distance,
+                                     const LossRule& rule, const double* state, at::Tensor& grad_rows,
+                                     at::Tensor& grad_refs) {
+  const int64_t n = rows.size(0), m = refs.size(0), d = rows.size(1), k_pairs = ptr[2 * n];
+  // Row strides: the references may be a view of torch.cdist's padding (drivers.h), the rows a view of them.
+  const T *x = rows.data_ptr<T>(), *y = refs.data_ptr<T>();
+  const int64_t sx = rows.stride(0), sy = refs.stride(0);
+  // Each pair's coefficient once (rows in parallel), with its row for the references' pass.
+  std::vector<T> coef(k_pairs);
+  std::vector<int64_t> pair_row(k_pairs);
+  at::parallel_for(0, n, kRowGrain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      for (int k = 0; k < 2; ++k) {
+        for (int64_t p = ptr[2 * i + k]; p < ptr[2 * i + k + 1]; ++p) {
+          coef[p] = pair_coefficient<T>(rule, distance, state + i * kLossRowState, k, closeness[p]);
+          pair_row[p] = i;
+        }
+      }
+    }
+  });
+  if (grad_rows.defined()) {  // rows in parallel: each row's pairs are contiguous
+    T* g = grad_rows.data_ptr<T>();
+    const int64_t stride = grad_rows.stride(0);
+    at::parallel_for(0, n, kRowGrain, [&](int64_t i0, int64_t i1) {
+      for (int64_t p = ptr[2 * i0]; p < ptr[2 * i1]; ++p) {
+        const int64_t i = pair_row[p];
+        add_pair_gradient(g + i * stride, x + i * sx, y + cols[p] * sy, coef[p], d, distance.similarity);
+      }
+    });
+  }
+  if (grad_refs.defined()) {  // by column (a counting sort of the pairs), so that threads own disjoint references
+    std::vector<int64_t> col_ptr(m + 1, 0), by_col(k_pairs);
+    for (int64_t p = 0; p < k_pairs; ++p) ++col_ptr[cols[p] + 1];
+    for (int64_t j = 0; j < m; ++j) col_ptr[j + 1] += col_ptr[j];
+    std::vector<int64_t> next(col_ptr.begin(), col_ptr.end() - 1);
+    for (int64_t p = 0; p < k_pairs; ++p) by_col[next[cols[p]]++] = p;
+    T* g = grad_refs.data_ptr<T>();
+    at::parallel_for(0, m, 64, [&](int64_t j0, int64_t j1) {
+      for (int64_t j = j0; j < j1; ++j) {
+        for (int64_t q = col_ptr[j]; q < col_ptr[j + 1]; ++q) {
+          const int64_t p = by_col[q];
+          add_pair_gradient(g + j * d, y + j * sy, x + pair_row[p] * sx, coef[p], d, distance.similarity);
+        }
+      }
+    });
+  }
+}
+
 void check_rows_out(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.is_cpu() && t.scalar_type() == at::kDouble && t.is_contiguous() && t.dim() == 2 &&
                   t.size(1) == kLossRowState,
@@ -141,10 +242,67 @@ void check_rows_out(const at::Tensor& t, const char* name) {
 
 }  // namespace
 
-void loss_rows_tile(const Tile& tile, const PairLists& lists, const LossRule& rule, at::Tensor& rows_out) {
+void ActivePairs::record(int64_t row, std::vector<Pair>&& pos, std::vector<Pair>&& neg) {
+  const int64_t added = int64_t(pos.size() + neg.size());
+  if (recorded_.fetch_add(added, std::memory_order_relaxed) + added > max_pairs_) {
+    dropped_.store(true, std::memory_order_relaxed);
+    return;
+  }
+  sides_[2 * row] = std::move(pos);
+  sides_[2 * row + 1] = std::move(neg);
+}
+
+std::array<at::Tensor, 3> ActivePairs::tensors() {
+  const auto longs = at::TensorOptions().dtype(at::kLong);
+  if (dropped()) {
+    sides_.clear();
+    return {at::empty({0}, longs), at::empty({0}, longs), at::empty({0}, longs.dtype(at::kDouble))};
+  }
+  auto ptr = at::empty({int64_t(sides_.size()) + 1}, longs);
+  int64_t* p = ptr.data_ptr<int64_t>();
+  p[0] = 0;
+  for (size_t s = 0; s < sides_.size(); ++s) p[s + 1] = p[s] + int64_t(sides_[s].size());
+  auto cols = at::empty({p[sides_.size()]}, longs);
+  auto closeness = at::empty({p[sides_.size()]}, longs.dtype(at::kDouble));
+  int64_t* c = cols.data_ptr<int64_t>();
+  double* v = closeness.data_ptr<double>();
+  for (size_t s = 0; s < sides_.size(); ++s) {
+    for (const Pair& pair : sides_[s]) {
+      *c++ = pair.col;
+      *v++ = pair.closeness;
+    }
+  }
+  sides_.clear();
+  return {ptr, cols, closeness};
+}
+
+void loss_rows_tile(const Tile& tile, const PairLists& lists, const LossRule& rule, at::Tensor& rows_out,
+                    ActivePairs* active, int64_t first_row) {
   check_rows_out(rows_out, "loss_rows_tile");
+  TORCH_CHECK(active == nullptr || rule.kind == LossKind::Contrastive,
+              "loss_rows_tile: only the contrastive rule records its active pairs");
   AT_DISPATCH_FLOATING_TYPES(tile.sim.scalar_type(), "loss_rows_tile", [&] {
-    loss_rows_impl<scalar_t>(tile, lists, rule, rows_out.data_ptr<double>());
+    loss_rows_impl<scalar_t>(tile, lists, rule, rows_out.data_ptr<double>(), active, first_row);
+  });
+}
+
+void contrastive_pairs_backward(const std::array<at::Tensor, 3>& active, const at::Tensor& rows,
+                                const at::Tensor& refs, const Distance& distance, const LossRule& rule,
+                                const at::Tensor& state, at::Tensor grad_rows, at::Tensor grad_refs) {
+  check_rows_out(state, "contrastive_pairs_backward");
+  TORCH_CHECK(rows.stride(1) == 1 && refs.stride(1) == 1 && rows.scalar_type() == refs.scalar_type(),
+              "contrastive_pairs_backward: rows and refs must have contiguous rows, of one dtype");
+  TORCH_CHECK(active[0].numel() == 2 * rows.size(0) + 1 && state.size(0) == rows.size(0),
+              "contrastive_pairs_backward: the record and the state must cover the query rows");
+  for (const auto& g : {grad_rows, grad_refs}) {
+    TORCH_CHECK(!g.defined() || (g.scalar_type() == rows.scalar_type() && g.stride(1) == 1),
+                "contrastive_pairs_backward: gradients in the rows' dtype, rows contiguous");
+  }
+  TORCH_CHECK(!grad_refs.defined() || grad_refs.is_contiguous(), "contrastive_pairs_backward: grad_refs contiguous");
+  AT_DISPATCH_FLOATING_TYPES(rows.scalar_type(), "contrastive_pairs_backward", [&] {
+    contrastive_pairs_backward_impl<scalar_t>(active[0].data_ptr<int64_t>(), active[1].data_ptr<int64_t>(),
+                                              active[2].data_ptr<double>(), rows, refs, distance, rule,
+                                              state.data_ptr<double>(), grad_rows, grad_refs);
   });
 }
 

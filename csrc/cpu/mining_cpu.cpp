@@ -19,36 +19,13 @@
 namespace slade {
 namespace cpu {
 
+using detail::for_each_verdict;
 using detail::kRowChunk;
 using detail::LabelView;
+using detail::labels_as_int32;
+using detail::pair_margin_verdicts;
 
 // ---- pair mining / selection ----------------------------------------------------------------------------------
-
-// PairMargin's verdicts (bit 0: positive, bit 1: negative) of one row of closeness values, without branches and on
-// int32 labels, so that the compiler vectorises the loop: through select_pair it took ~10 cycles a pair, most of
-// the miner's time besides the GEMM (benchmarks/RESULTS.md, "A vectorised pair-margin epilogue"). The rule is
-// select_pair's PairMargin case (rules.h) restated on 32-bit values; the CUDA epilogue keeps select_pair, and the
-// two meet in tests/ext/test_mining.py on a GPU.
-template <typename T>
-void pair_margin_verdicts(const T* row, int32_t li, const int32_t* ref_labels, int64_t m, int64_t self_j, T pos_margin,
-                          T neg_margin, uint8_t* verdict, int64_t& n_pos, int64_t& n_neg) {
-  int64_t np = 0, nn = 0;
-  for (int64_t j = 0; j < m; ++j) {
-    const T v = row[j];
-    const bool same = ref_labels[j] == li;
-    const bool pos = same & (v < pos_margin);
-    const bool neg = !same & (v > neg_margin);
-    verdict[j] = uint8_t(pos) | uint8_t(neg << 1);
-    np += pos;
-    nn += neg;
-  }
-  if (self_j >= 0 && self_j < m && (verdict[self_j] & 1)) {  // (i, i) of a self-comparison is no positive
-    verdict[self_j] = 0;
-    --np;
-  }
-  n_pos = np;
-  n_neg = nn;
-}
 
 // The multi-similarity verdicts of one row: select_pair's MultiSimilarity case with its row extrema (inverted = true),
 // restated without branches on int32 labels as pair_margin_verdicts is. The pair (i, i) of a self-comparison reads
@@ -81,15 +58,6 @@ void multi_similarity_verdicts(T* row, int32_t li, const int32_t* ref_labels, in
   if (has_self) row[self_j] = self_value;
   n_pos = np;
   n_neg = nn;
-}
-
-// The labels as int32 when every one fits (pair_margin_verdicts, multi_similarity_verdicts), else empty.
-std::vector<int32_t> labels_as_int32(const at::Tensor& labels) {
-  if (!labels.defined() || labels.numel() == 0) return {};
-  const auto [lo, hi] = at::aminmax(labels);
-  if (lo.item<int64_t>() < INT32_MIN || hi.item<int64_t>() > INT32_MAX) return {};
-  const int64_t* src = labels.data_ptr<int64_t>();
-  return std::vector<int32_t>(src, src + labels.numel());
 }
 
 // Two passes over the tile's rows. The first finds each row's extrema (when the rule needs them), applies the rule
@@ -167,16 +135,7 @@ void mine_pairs_rows(const Tile& tile, const PairRule& rule, std::array<at::Tens
       const uint8_t* row_verdict = verdict.data() + i * m;
       int64_t p = pos_at[i], n = neg_at[i];
       if (p == pos_at[i + 1] && n == neg_at[i + 1]) continue;
-      for (int64_t j = 0; j < m; ++j) {
-        if ((j & 7) == 0 && j + 8 <= m) {  // most rows select few pairs: skip 8 empty verdicts at once
-          uint64_t word;
-          std::memcpy(&word, row_verdict + j, sizeof(word));
-          if (word == 0) {
-            j += 7;
-            continue;
-          }
-        }
-        const uint8_t v = row_verdict[j];
+      for_each_verdict(row_verdict, m, [&](int64_t j, uint8_t v) {
         if (v & 1) {
           pos_a[p] = gi;
           pos_j[p++] = j;
@@ -185,7 +144,7 @@ void mine_pairs_rows(const Tile& tile, const PairRule& rule, std::array<at::Tens
           neg_a[n] = gi;
           neg_j[n++] = j;
         }
-      }
+      });
     }
   });
 }

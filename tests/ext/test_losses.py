@@ -370,6 +370,7 @@ def test_loss_backward_ops_honour_output_mask(device, op, self_comparison):
     forward, backward = getattr(torch.ops.slade, op), getattr(torch.ops.slade, f"{op}_backward")
     tensors = (emb, labels, ref, ref_labels, None, None, None, None)
     rows = forward(*tensors, *params)
+    rows = rows[0] if isinstance(rows, tuple) else rows  # the contrastive op also returns its (empty) record
     grad_rows = torch.randn(rows.shape, dtype=torch.float64).to(device)
     full = backward(grad_rows, rows, *tensors, *params, output_mask=[True, True])
     for mask in ([True, False], [False, True], [False, False]):
@@ -388,6 +389,7 @@ class FakeCtx:
         self.needs_input_grad = tuple(needs_input_grad)
         self.saved_tensors = tuple(saved_tensors)
         self.params = params
+        self.n_inputs = len(needs_input_grad)
 
 
 @pytest.mark.parametrize("pattern", [(True, False), (False, True), (True, True)], ids=str)
@@ -396,7 +398,7 @@ def test_registered_loss_backward_returns_none_for_inputs_without_grad(device, p
     ref, ref_labels = (t.to(device) for t in make_inputs(9, 3, d=5, seed=1))
     params = (0.0, 1.0, "l2", 0, -1)  # the margins, the distance and the query rows, as the dispatcher passes them
     tensors = (emb, labels, ref, ref_labels, None, None, None, None)
-    rows = torch.ops.slade.contrastive_loss_rows(*tensors, *params)
+    rows, *_ = torch.ops.slade.contrastive_loss_rows(*tensors, *params)
     backward = loss_ops._make_backward(torch.ops.slade.contrastive_loss_rows_backward)
     needs = (pattern[0], False, pattern[1]) + (False,) * (len(tensors) - 3 + len(params))
     out = backward(FakeCtx(needs, tensors + (rows,), params), torch.ones_like(rows))

@@ -25,7 +25,7 @@ def opcheck_cases():
     loss_tensors = (EMB, LAB, REF, REF_LAB, None, None, None, None)
     ms_params, c_params = (2.0, 50.0, 0.5, "cosine"), (0.0, 1.0, "l2")
     ms_rows = torch.ops.slade.multi_similarity_loss_rows(*loss_tensors, *ms_params)
-    c_rows = torch.ops.slade.contrastive_loss_rows(*loss_tensors, *c_params)
+    c_rows = torch.ops.slade.contrastive_loss_rows(*loss_tensors, *c_params)[0]
     grad_rows = torch.randn(24, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     for mask in ([True, True], [True, False], [False, True]):
         backward_cases += [
@@ -35,10 +35,20 @@ def opcheck_cases():
     # the distances' own backward (through -|x - y| and its square, unnormalised rows)
     for distance in ("euclidean", "l2sq"):
         d_params = (0.5, 4.0, distance)
-        d_rows = torch.ops.slade.contrastive_loss_rows(*loss_tensors, *d_params)
+        d_rows = torch.ops.slade.contrastive_loss_rows(*loss_tensors, *d_params)[0]
         backward_cases += [
             ("contrastive_loss_rows_backward", (grad_rows, d_rows, *loss_tensors, *d_params, 0, -1, [True, True])),
         ]
+    # the contrastive backward from its forward's record of active pairs (few here: 24 classes of 1 or 2 rows)
+    sparse_lab = torch.arange(24) // 2
+    s_tensors = (EMB, sparse_lab, None, None, None, None, None, None)
+    s_params = (0.0, 0.9, "l2", 0, -1)
+    s_rows, *record = torch.ops.slade.contrastive_loss_rows(*s_tensors, *s_params, True)
+    assert record[0].numel() == 2 * 24 + 1
+    backward_cases += [
+        ("contrastive_loss_rows_backward", (grad_rows, s_rows, *s_tensors, *s_params, [True, True], *record)),
+        ("contrastive_loss_rows", (grad(EMB), sparse_lab, None, None, None, None, None, None, *s_params, True)),
+    ]
     # query_rows (0, -1 = all rows; a slice otherwise): the loss state has the slice's rows
     q_rows = torch.ops.slade.multi_similarity_loss_rows(*loss_tensors[:2], None, None, *loss_tensors[4:], *ms_params,
                                                         5, 17)
