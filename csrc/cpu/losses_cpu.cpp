@@ -66,20 +66,157 @@ struct LogSumExpOne {
   double value() const { return max_term + std::log(std::exp(-max_term) + sum); }
 };
 
+// Both labels as int32 for the branch-free loops (all pairs on closeness values), or empty: pair lists, another
+// rule reading, or a label beyond int32.
+struct Labels32 {
+  std::vector<int32_t> rows, refs;
+  Labels32(const Tile& tile, const PairLists& lists, const LossRule& rule) {
+    if (!rule.inverted || lists.defined()) return;
+    refs = labels_as_int32(tile.ref_labels);
+    if (!refs.empty()) rows = labels_as_int32(tile.row_labels);
+  }
+  bool usable() const { return !rows.empty(); }
+};
+
+// The multi-similarity epilogues on int32 labels, in sweeps over the tile: the pairs' exponents written over the
+// tile without branches, ATen's vectorised exp of the whole tile, then the row sums (forward) or the weights
+// (backward). std::exp took about 6 ns a pair on the AMD host, most of each epilogue (benchmarks/RESULTS.md, "The
+// multi-similarity loss's exponentials"). The terms are loss_pair_term's (loss_rules.h), restated per side; the
+// sums keep each row's order (ascending j). The pair (i, i) of a self-comparison reads as the closeness whose
+// positive term is -inf, so it has no maximum and exp 0.
+template <typename T>
+struct MultiSimilaritySweeps {
+  const LossRule& rule;
+  const Labels32& labels;
+  const int64_t b, m;
+  T* sim;
+  const T alpha, beta, base, self_value;
+
+  MultiSimilaritySweeps(const Tile& tile, const LossRule& r, const Labels32& l)
+      : rule(r), labels(l), b(tile.sim.size(0)), m(tile.sim.size(1)), sim(tile.sim.data_ptr<T>()),
+        alpha(T(r.alpha)), beta(T(r.beta)), base(T(r.base)),
+        self_value(r.alpha > 0 ? std::numeric_limits<T>::infinity() : -std::numeric_limits<T>::infinity()) {}
+
+  // Row i's exponents minus shift[0] (positives) or shift[1] (negatives), over the row; returns its positives.
+  int64_t write_exponents(int64_t i, int64_t self_j, const T shift[2]) {
+    T* row = sim + i * m;
+    const int32_t li = labels.rows[i];
+    const int32_t* ref = labels.refs.data();
+    if (self_j >= 0 && self_j < m) row[self_j] = self_value;
+    int64_t same_count = 0;
+    for (int64_t j = 0; j < m; ++j) {
+      const T v = row[j];
+      const bool same = ref[j] == li;
+      row[j] = same ? alpha * (base - v) - shift[0] : beta * (v - base) - shift[1];
+      same_count += same;
+    }
+    return same_count - (self_j >= 0 && self_j < m);
+  }
+
+  // max(0, largest exponent) of each side of row i, (i, i) already marked.
+  void row_maxima(int64_t i, int64_t self_j, T out[2]) {
+    T* row = sim + i * m;
+    const int32_t li = labels.rows[i];
+    const int32_t* ref = labels.refs.data();
+    if (self_j >= 0 && self_j < m) row[self_j] = self_value;
+    const T inf = std::numeric_limits<T>::infinity();
+    T mp = T(0), mn = T(0);
+    for (int64_t j = 0; j < m; ++j) {
+      const T v = row[j];
+      const bool same = ref[j] == li;
+      const T as_pos = same ? alpha * (base - v) : -inf, as_neg = same ? -inf : beta * (v - base);
+      mp = as_pos > mp ? as_pos : mp;
+      mn = as_neg > mn ? as_neg : mn;
+    }
+    out[0] = mp;
+    out[1] = mn;
+  }
+};
+
+template <typename T>
+void ms_rows_by_sweeps(const Tile& tile, const LossRule& rule, const Labels32& labels, double* out) {
+  MultiSimilaritySweeps<T> sweeps(tile, rule, labels);
+  const int64_t b = sweeps.b, m = sweeps.m;
+  std::vector<T> maxima(2 * b);
+  std::vector<int64_t> positives(b);
+  at::parallel_for(0, b, kRowGrain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t self_j = tile.exclude_self ? tile.row_begin + i : -1;
+      sweeps.row_maxima(i, self_j, maxima.data() + 2 * i);
+      positives[i] = sweeps.write_exponents(i, self_j, maxima.data() + 2 * i);
+    }
+  });
+  tile.sim.exp_();
+  at::parallel_for(0, b, kRowGrain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const T* row = sweeps.sim + i * m;
+      const int32_t li = labels.rows[i];
+      const int32_t* ref = labels.refs.data();
+      LogSumExpOne side[2];
+      double sum_pos = 0.0, sum_neg = 0.0;  // adding 0.0 leaves a sum as it is: each is its side's, in order
+      for (int64_t j = 0; j < m; ++j) {
+        const bool same = ref[j] == li;
+        sum_pos += same ? double(row[j]) : 0.0;
+        sum_neg += same ? 0.0 : double(row[j]);
+      }
+      side[0].max_term = double(maxima[2 * i]);
+      side[1].max_term = double(maxima[2 * i + 1]);
+      side[0].sum = sum_pos;
+      side[1].sum = sum_neg;
+      double* o = out + (tile.row_begin + i) * kLossRowState;
+      o[0] = side[0].value();
+      o[1] = side[1].value();
+      o[2] = double(positives[i]);
+      o[3] = double(m - positives[i] - (tile.exclude_self && tile.row_begin + i < m));
+    }
+  });
+}
+
+template <typename T>
+void ms_weights_by_sweeps(Tile& tile, const LossRule& rule, const Labels32& labels, const double* state) {
+  MultiSimilaritySweeps<T> sweeps(tile, rule, labels);
+  const int64_t b = sweeps.b, m = sweeps.m;
+  at::parallel_for(0, b, kRowGrain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const double* st = state + (tile.row_begin + i) * kLossRowState;
+      const T lse[2] = {T(st[2]), T(st[3])};
+      sweeps.write_exponents(i, tile.exclude_self ? tile.row_begin + i : -1, lse);
+    }
+  });
+  tile.sim.exp_();
+  const T dv_pos = loss_pair_term_dv<T>(rule, true), dv_neg = loss_pair_term_dv<T>(rule, false);
+  at::parallel_for(0, b, kRowGrain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      T* row = sweeps.sim + i * m;
+      const int32_t li = labels.rows[i];
+      const int32_t* ref = labels.refs.data();
+      const double* st = state + (tile.row_begin + i) * kLossRowState;
+      const T grad_pos = T(st[0]), grad_neg = T(st[1]);
+      for (int64_t j = 0; j < m; ++j) {  // as loss_weights_impl: grad * (exp * dv), 0 without a gradient
+        const bool same = ref[j] == li;
+        const T grad = same ? grad_pos : grad_neg, dv = same ? dv_pos : dv_neg;
+        row[j] = grad == T(0) ? T(0) : grad * (row[j] * dv);
+      }
+      const int64_t self_j = tile.row_begin + i;
+      if (tile.exclude_self && self_j < m) row[self_j] = T(0);
+    }
+  });
+}
+
 template <typename T>
 void loss_rows_impl(const Tile& tile, const PairLists& lists, const LossRule& rule, double* out,
                     ActivePairs* active, int64_t first_row) {
+  const Labels32 labels(tile, lists, rule);
+  if (labels.usable() && rule.kind == LossKind::MultiSimilarity) {
+    return ms_rows_by_sweeps<T>(tile, rule, labels, out);
+  }
   const RowPairs pairs(tile, lists);
   const int64_t b = tile.sim.size(0), m = tile.sim.size(1);
   const T* sim = tile.sim.data_ptr<T>();
   // The contrastive rule over all pairs on closeness values is PairMargin's (epilogue_utils.h): its branch-free
   // verdicts on int32 labels find the pairs with a non-zero loss.
-  std::vector<int32_t> row_labels32, ref_labels32;
-  if (rule.kind == LossKind::Contrastive && rule.inverted && !lists.defined()) {
-    ref_labels32 = labels_as_int32(tile.ref_labels);
-    if (!ref_labels32.empty()) row_labels32 = labels_as_int32(tile.row_labels);
-  }
-  const bool fast = !row_labels32.empty();
+  const bool fast = labels.usable();
+  const std::vector<int32_t>&row_labels32 = labels.rows, &ref_labels32 = labels.refs;
   at::parallel_for(0, b, kRowGrain, [&](int64_t i0, int64_t i1) {
     std::vector<uint8_t> verdict(fast ? m : 0);
     for (int64_t i = i0; i < i1; ++i) {
@@ -134,6 +271,10 @@ void loss_rows_impl(const Tile& tile, const PairLists& lists, const LossRule& ru
 
 template <typename T>
 void loss_weights_impl(Tile& tile, const PairLists& lists, const LossRule& rule, const double* state) {
+  const Labels32 labels(tile, lists, rule);
+  if (labels.usable() && rule.kind == LossKind::MultiSimilarity) {
+    return ms_weights_by_sweeps<T>(tile, rule, labels, state);
+  }
   const RowPairs pairs(tile, lists);
   const int64_t b = tile.sim.size(0), m = tile.sim.size(1);
   T* sim = tile.sim.data_ptr<T>();

@@ -134,6 +134,19 @@ def test_loss_equals_pml(device, name, kwargs, n, n_classes, tuples):
     compare(name, kwargs, emb, labels, indices, device=device)
 
 
+@pytest.mark.parametrize("name,kwargs", [c for c in LOSSES if "reducer" not in c[1]][:8])
+@pytest.mark.parametrize("offset", [2**31, 2**32, -2**40])
+@pytest.mark.parametrize("with_ref", [False, True])
+def test_labels_beyond_int32_equal_pml(name, kwargs, offset, with_ref):
+    """The CPU loss epilogues compare int32 copies of the labels when every label fits: labels that do not (some
+    shifted by `offset`, which truncation to 32 bits would map back onto the others) take the general loops, and
+    the values and gradients stay PML's."""
+    emb, labels = make_inputs(60, 6)
+    ref_emb, ref_labels = make_inputs(50, 6, seed=1) if with_ref else (None, None)
+    shift = lambda lab: torch.where(torch.arange(len(lab)) % 2 == 0, lab, lab + offset)  # noqa: E731
+    compare(name, kwargs, emb, shift(labels), None, ref_emb, None if ref_labels is None else shift(ref_labels))
+
+
 @pytest.mark.parametrize("name,kwargs", LOSSES)
 @pytest.mark.parametrize("m", [150, 10])
 def test_cross_batch_equals_pml(device, name, kwargs, m):
