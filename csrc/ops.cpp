@@ -56,16 +56,18 @@ TORCH_LIBRARY(slade, m) {
   // Pairs come from the labels (all pairs) or from CSR pair lists (pos_ptr/pos_cols, neg_ptr/neg_cols). Output:
   // [N, 4] float64 per-row state (pos_acc, neg_acc, pos_count, neg_count), documented in slade/loss_tiles.h.
   // The contrastive forward also returns, with keep_active on the CPU, the record of its pairs with a non-zero loss
-  // (ptr, cols, closeness: cpu::ActivePairs) that its backward then takes instead of recomputing the tiles.
+  // (ptr, cols, closeness: cpu::ActivePairs), and the multi-similarity forward, with keep_row_grads, its rows'
+  // gradients (cpu::RowGradients): their backwards then take those instead of recomputing the tiles.
   m.def(
       "multi_similarity_loss_rows(Tensor emb, Tensor? labels, Tensor? ref_emb, Tensor? ref_labels, "
       "Tensor? pos_ptr, Tensor? pos_cols, Tensor? neg_ptr, Tensor? neg_cols, float alpha=2, float beta=50, "
-      "float base=0.5, str distance=\"cosine\", int query_begin=0, int query_end=-1) -> Tensor");
+      "float base=0.5, str distance=\"cosine\", int query_begin=0, int query_end=-1, bool keep_row_grads=False) "
+      "-> (Tensor, Tensor)");
   m.def(
       "multi_similarity_loss_rows_backward(Tensor grad_rows, Tensor rows, Tensor emb, Tensor? labels, "
       "Tensor? ref_emb, Tensor? ref_labels, Tensor? pos_ptr, Tensor? pos_cols, Tensor? neg_ptr, Tensor? neg_cols, "
       "float alpha, float beta, float base, str distance, int query_begin=0, int query_end=-1, "
-      "bool[2] output_mask=[True, True]) -> (Tensor, Tensor)");
+      "bool[2] output_mask=[True, True], Tensor? row_grads=None) -> (Tensor, Tensor)");
   m.def(
       "contrastive_loss_rows(Tensor emb, Tensor? labels, Tensor? ref_emb, Tensor? ref_labels, "
       "Tensor? pos_ptr, Tensor? pos_cols, Tensor? neg_ptr, Tensor? neg_cols, float pos_margin=0, "

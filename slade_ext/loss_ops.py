@@ -68,10 +68,14 @@ def multi_similarity_loss_rows(
     """Per-row multi-similarity state [N, 4] (module docstring); lists from `pair_lists(..., as_mask=True)`."""
     _check_pair_inputs(emb, labels, ref_emb, ref_labels)
     ref_emb, ref_labels = _self_ref(emb, labels, ref_emb, ref_labels)
-    return torch.ops.slade.multi_similarity_loss_rows(
+    # against references that need no gradient (a memory bank), the forward can hand the backward the rows' own
+    keep_row_grads = (torch.is_grad_enabled() and emb.requires_grad and ref_emb is not None
+                      and not ref_emb.requires_grad)
+    rows, _ = torch.ops.slade.multi_similarity_loss_rows(
         emb, labels, ref_emb, ref_labels, *_lists(lists), float(alpha), float(beta), float(base), distance,
-        *query_range(query_rows),
+        *query_range(query_rows), keep_row_grads,
     )
+    return rows
 
 
 def contrastive_loss_rows(
@@ -102,9 +106,13 @@ def _fake_state(emb, query_begin, query_end):
 
 def _fake_multi_similarity_rows(
     emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols, alpha=2.0, beta=50.0, base=0.5,
-    distance="cosine", query_begin=0, query_end=-1,
+    distance="cosine", query_begin=0, query_end=-1, keep_row_grads=False,
 ):
-    return _fake_state(emb, query_begin, query_end)
+    """The state and the rows' gradients, [N, 2, d] or empty as the labels decide (flattened: a dynamic size)."""
+    state = _fake_state(emb, query_begin, query_end)
+    compute = torch.float32 if emb.dtype in (torch.float16, torch.bfloat16) else emb.dtype
+    size = torch.library.get_ctx().new_dynamic_size() if keep_row_grads and emb.device.type == "cpu" else 0
+    return state, emb.new_empty((size,), dtype=compute)
 
 
 def _fake_contrastive_rows(
@@ -135,7 +143,7 @@ def _fake_grads(emb, ref_emb, output_mask):
 
 def _fake_multi_similarity_backward(
     grad_rows, rows, emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols, alpha, beta, base,
-    distance, query_begin=0, query_end=-1, output_mask=(True, True),
+    distance, query_begin=0, query_end=-1, output_mask=(True, True), row_grads=None,
 ):
     return _fake_grads(emb, ref_emb, output_mask)
 
@@ -154,13 +162,13 @@ _FAKE = {
 }
 
 
-# How many of an op's inputs after the tensors its backward op takes too (the contrastive keep_active is not one).
+# How many of an op's inputs after the tensors its backward op takes too (keep_row_grads / keep_active are not).
 _BACKWARD_PARAMS = {"multi_similarity_loss_rows": 6, "contrastive_loss_rows": 5}
 
 
 def _make_setup(n_params):
     def setup(ctx, inputs, output):
-        # The contrastive op's further outputs, its record of active pairs, go to its backward op as they are.
+        # The further outputs (the rows' gradients, the record of active pairs) go to the backward op as they are.
         rows, *record = output if isinstance(output, (tuple, list)) else (output,)
         if record:
             ctx.mark_non_differentiable(*record)

@@ -80,14 +80,15 @@ int64_t loss_tile_elems(const PairInputs& in) {
 
 // The epilogues address per-row state by emb's row number (tile.row_begin + i): with a query slice the state
 // buffer starts at row 0 and the queries' rows are cut out of it.
-// With `active` (CPU only), the contrastive epilogue also records the pairs its backward needs.
-at::Tensor loss_rows(const LossInputs& in, const LossRule& rule, cpu::ActivePairs* active = nullptr) {
+// With `active` or `grads` (CPU only), the epilogue also records what its backward needs.
+at::Tensor loss_rows(const LossInputs& in, const LossRule& rule, cpu::ActivePairs* active = nullptr,
+                     cpu::RowGradients* grads = nullptr) {
   const int64_t n = in.pairs.rows.size(0), first = in.pairs.query_begin;
   auto rows_out = at::zeros({first + n, kLossRowState}, in.pairs.rows.options().dtype(at::kDouble));
   for_each_pair_tile(in.pairs, [&](int64_t begin, const at::Tensor& sim) {
     auto tile = make_tile(in.pairs, begin, sim);
-    if (active != nullptr) {
-      cpu::loss_rows_tile(tile, in.lists, rule, rows_out, active, first);
+    if (active != nullptr || grads != nullptr) {
+      cpu::loss_rows_tile(tile, in.lists, rule, rows_out, active, first, grads);
     } else {
       SLADE_TILE_DISPATCH(loss_rows_tile, tile, in.lists, rule, rows_out);
     }
@@ -229,6 +230,24 @@ std::array<at::Tensor, 3> check_active_pairs(const at::Tensor& ptr, const Opt& c
   return {ptr.contiguous(), cols->contiguous(), closeness->contiguous()};
 }
 
+// grad_emb from the multi-similarity forward's row gradients G: dL/d(row) = g_pos G[:, 0] + g_neg G[:, 1], then
+// back through the normalisation.
+at::Tensor rows_gradient_from(const at::Tensor& row_grads, const at::Tensor& grad_rows, const at::Tensor& rows,
+                              const at::Tensor& emb, const LossInputs& in) {
+  const auto& x = in.pairs.rows;
+  const int64_t n = x.size(0), d = x.size(1);
+  TORCH_CHECK_VALUE(row_grads.dim() == 1 && row_grads.numel() == n * 2 * d &&
+                        row_grads.scalar_type() == x.scalar_type() && row_grads.device() == x.device(),
+                    "row_grads must be the forward's [N, 2, d] = [", n, ", 2, ", d, "] flattened, in ",
+                    x.scalar_type(), " on ", x.device(), ", got ", row_grads.scalar_type(), " ", row_grads.sizes());
+  TORCH_CHECK_VALUE(grad_rows.dim() == 2 && grad_rows.size(0) == n && grad_rows.size(1) == kLossRowState &&
+                        rows.dim() == 2 && rows.size(0) == n && rows.size(1) == kLossRowState,
+                    "grad_rows and rows must be [N, 4], got shapes ", grad_rows.sizes(), " and ", rows.sizes());
+  auto upstream = grad_rows.narrow(1, 0, 2).to(x.device(), x.scalar_type()).unsqueeze(2);  // [n, 2, 1]
+  auto grad = (row_grads.view({n, 2, d}) * upstream).sum(1);
+  return in.pairs.distance.normalize ? normalize_backward(grad, x, emb) : grad.to(emb.scalar_type());
+}
+
 LossRule ms_rule(double alpha, double beta, double base, c10::string_view distance) {
   check_finite_scalar(alpha, "alpha");
   check_finite_scalar(beta, "beta");
@@ -254,25 +273,39 @@ LossRule contrastive_rule(double pos_margin, double neg_margin, c10::string_view
   return rule;
 }
 
-at::Tensor multi_similarity_loss_rows(const at::Tensor& emb, const Opt& labels, const Opt& ref_emb,
-                                      const Opt& ref_labels, const Opt& pos_ptr, const Opt& pos_cols,
-                                      const Opt& neg_ptr, const Opt& neg_cols, double alpha, double beta,
-                                      double base, c10::string_view distance, int64_t query_begin,
-                                      int64_t query_end) {
+// keep_row_grads: on the CPU, against references through a similarity without pair lists, also return the rows'
+// gradients (cpu::RowGradients, [N, 2, d] flattened) for a backward that needs no other; else an empty tensor.
+std::tuple<at::Tensor, at::Tensor> multi_similarity_loss_rows(
+    const at::Tensor& emb, const Opt& labels, const Opt& ref_emb, const Opt& ref_labels, const Opt& pos_ptr,
+    const Opt& pos_cols, const Opt& neg_ptr, const Opt& neg_cols, double alpha, double beta, double base,
+    c10::string_view distance, int64_t query_begin, int64_t query_end, bool keep_row_grads) {
   auto rule = ms_rule(alpha, beta, base, distance);
-  return loss_rows(prepare_loss_inputs(emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols,
-                                       query_begin, query_end, distance),
-                   rule);
+  auto in = prepare_loss_inputs(emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols, query_begin,
+                                query_end, distance);
+  auto none = emb.new_empty({0}, emb.options().dtype(in.pairs.rows.scalar_type()));
+  if (!keep_row_grads || !emb.is_cpu() || in.pairs.self || in.lists.defined() || !in.pairs.distance.similarity) {
+    return {loss_rows(in, rule), none};
+  }
+  cpu::RowGradients grads;
+  grads.refs = in.pairs.refs;
+  grads.out = at::zeros({in.pairs.rows.size(0), 2, in.pairs.rows.size(1)}, in.pairs.rows.options());
+  auto rows = loss_rows(in, rule, nullptr, &grads);
+  return {rows, grads.computed ? grads.out.view({-1}) : none};  // flat: its size is the data's, as the fake's
 }
 
+// row_grads: the forward's rows' gradients, used when they are given and only the rows' gradient is asked for.
 std::tuple<at::Tensor, at::Tensor> multi_similarity_loss_rows_backward(
     const at::Tensor& grad_rows, const at::Tensor& rows, const at::Tensor& emb, const Opt& labels,
     const Opt& ref_emb, const Opt& ref_labels, const Opt& pos_ptr, const Opt& pos_cols, const Opt& neg_ptr,
     const Opt& neg_cols, double alpha, double beta, double base, c10::string_view distance, int64_t query_begin,
-    int64_t query_end, std::array<bool, 2> output_mask) {
+    int64_t query_end, std::array<bool, 2> output_mask, const Opt& row_grads) {
   auto rule = ms_rule(alpha, beta, base, distance);
   auto in = prepare_loss_inputs(emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols, query_begin,
                                 query_end, distance);
+  const bool given = row_grads.has_value() && row_grads->numel() > 0;
+  if (given && !output_mask[1] && output_mask[0] && !in.pairs.self) {
+    return {rows_gradient_from(*row_grads, grad_rows, rows, emb, in), emb.new_empty({0})};
+  }
   return loss_rows_backward(grad_rows, rows, emb, ref_emb, in, rule, output_mask);
 }
 

@@ -133,12 +133,80 @@ struct MultiSimilaritySweeps {
   }
 };
 
+// Row gradients (RowGradients) from a tile of exp(term - max) after the sums: each pair's weight exp(term - lse) *
+// d(term)/ds is e / (exp(-max) + sum) * d(term)/ds of its side, as loss_weights_impl's with a unit upstream
+// gradient (to rounding); the negatives' gradient is one GEMM of the tile, the positives', which are few when the
+// classes are many, are added pair by pair (or by a second GEMM past a sixteenth of the tile).
 template <typename T>
-void ms_rows_by_sweeps(const Tile& tile, const LossRule& rule, const Labels32& labels, double* out) {
+void ms_row_gradients(const Tile& tile, const LossRule& rule, const Labels32& labels, const double* scale,
+                      RowGradients& grads, int64_t first_row) {
+  const int64_t b = tile.sim.size(0), m = tile.sim.size(1), d = grads.refs.size(1);
+  T* sim = tile.sim.data_ptr<T>();
+  const T dv[2] = {loss_pair_term_dv<T>(rule, true), loss_pair_term_dv<T>(rule, false)};
+  std::vector<int64_t> positives(b, 0);
+  at::parallel_for(0, b, kRowGrain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      T* row = sim + i * m;
+      const int32_t li = labels.rows[i];
+      const int32_t* ref = labels.refs.data();
+      const T w_pos = T(scale[2 * i]) * dv[0], w_neg = T(scale[2 * i + 1]) * dv[1];
+      int64_t same_count = 0;
+      for (int64_t j = 0; j < m; ++j) {
+        const bool same = ref[j] == li;
+        row[j] *= same ? w_pos : w_neg;
+        same_count += same;
+      }
+      positives[i] = same_count;
+    }
+  });
+  int64_t total = 0;
+  for (int64_t c : positives) total += c;
+  auto block = grads.out.narrow(0, tile.row_begin - first_row, b);  // [b, 2, d]
+  const T* y = grads.refs.data_ptr<T>();
+  const int64_t sy = grads.refs.stride(0);
+  if (total * 16 <= b * m) {
+    at::parallel_for(0, b, kRowGrain, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        T* row = sim + i * m;
+        T* g = block[i][0].data_ptr<T>();
+        const int32_t li = labels.rows[i];
+        const int32_t* ref = labels.refs.data();
+        for (int64_t j = 0; j < m; ++j) {
+          if (ref[j] != li) continue;
+          const T w = row[j];
+          const T* yj = y + j * sy;
+          for (int64_t t = 0; t < d; ++t) g[t] += w * yj[t];
+          row[j] = T(0);
+        }
+      }
+    });
+  } else {
+    auto pos_only = tile.sim.clone();
+    at::parallel_for(0, b, kRowGrain, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        T *row = sim + i * m, *pos_row = pos_only.data_ptr<T>() + i * m;
+        const int32_t li = labels.rows[i];
+        const int32_t* ref = labels.refs.data();
+        for (int64_t j = 0; j < m; ++j) {
+          const bool same = ref[j] == li;
+          row[j] = same ? T(0) : row[j];
+          pos_row[j] = same ? pos_row[j] : T(0);
+        }
+      }
+    });
+    block.select(1, 0).add_(at::mm(pos_only, grads.refs));
+  }
+  block.select(1, 1).add_(at::mm(tile.sim, grads.refs));
+}
+
+template <typename T>
+void ms_rows_by_sweeps(const Tile& tile, const LossRule& rule, const Labels32& labels, double* out,
+                       RowGradients* grads, int64_t first_row) {
   MultiSimilaritySweeps<T> sweeps(tile, rule, labels);
   const int64_t b = sweeps.b, m = sweeps.m;
   std::vector<T> maxima(2 * b);
   std::vector<int64_t> positives(b);
+  std::vector<double> scale(grads != nullptr ? 2 * b : 0);  // 1 / (exp(-max) + sum) of each row and side
   at::parallel_for(0, b, kRowGrain, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t self_j = tile.exclude_self ? tile.row_begin + i : -1;
@@ -168,8 +236,12 @@ void ms_rows_by_sweeps(const Tile& tile, const LossRule& rule, const Labels32& l
       o[1] = side[1].value();
       o[2] = double(positives[i]);
       o[3] = double(m - positives[i] - (tile.exclude_self && tile.row_begin + i < m));
+      if (grads != nullptr) {
+        for (int k = 0; k < 2; ++k) scale[2 * i + k] = 1.0 / (std::exp(-side[k].max_term) + side[k].sum);
+      }
     }
   });
+  if (grads != nullptr) ms_row_gradients<T>(tile, rule, labels, scale.data(), *grads, first_row);
 }
 
 template <typename T>
@@ -205,10 +277,13 @@ void ms_weights_by_sweeps(Tile& tile, const LossRule& rule, const Labels32& labe
 
 template <typename T>
 void loss_rows_impl(const Tile& tile, const PairLists& lists, const LossRule& rule, double* out,
-                    ActivePairs* active, int64_t first_row) {
+                    ActivePairs* active, int64_t first_row, RowGradients* grads) {
   const Labels32 labels(tile, lists, rule);
-  if (labels.usable() && rule.kind == LossKind::MultiSimilarity) {
-    return ms_rows_by_sweeps<T>(tile, rule, labels, out);
+  const bool sweeps = labels.usable() && rule.kind == LossKind::MultiSimilarity;
+  if (grads != nullptr && (!sweeps || tile.exclude_self)) grads->computed = false;  // the driver drops them
+  if (sweeps) {
+    return ms_rows_by_sweeps<T>(tile, rule, labels, out, grads != nullptr && grads->computed ? grads : nullptr,
+                                first_row);
   }
   const RowPairs pairs(tile, lists);
   const int64_t b = tile.sim.size(0), m = tile.sim.size(1);
@@ -418,12 +493,16 @@ std::array<at::Tensor, 3> ActivePairs::tensors() {
 }
 
 void loss_rows_tile(const Tile& tile, const PairLists& lists, const LossRule& rule, at::Tensor& rows_out,
-                    ActivePairs* active, int64_t first_row) {
+                    ActivePairs* active, int64_t first_row, RowGradients* grads) {
   check_rows_out(rows_out, "loss_rows_tile");
   TORCH_CHECK(active == nullptr || rule.kind == LossKind::Contrastive,
               "loss_rows_tile: only the contrastive rule records its active pairs");
+  TORCH_CHECK(grads == nullptr || (rule.kind == LossKind::MultiSimilarity && grads->out.is_contiguous() &&
+                                   grads->out.scalar_type() == tile.sim.scalar_type() &&
+                                   grads->refs.stride(1) == 1 && grads->refs.scalar_type() == tile.sim.scalar_type()),
+              "loss_rows_tile: row gradients are the multi-similarity rule's, in the tile's dtype");
   AT_DISPATCH_FLOATING_TYPES(tile.sim.scalar_type(), "loss_rows_tile", [&] {
-    loss_rows_impl<scalar_t>(tile, lists, rule, rows_out.data_ptr<double>(), active, first_row);
+    loss_rows_impl<scalar_t>(tile, lists, rule, rows_out.data_ptr<double>(), active, first_row, grads);
   });
 }
 

@@ -24,7 +24,7 @@ def opcheck_cases():
     ]
     loss_tensors = (EMB, LAB, REF, REF_LAB, None, None, None, None)
     ms_params, c_params = (2.0, 50.0, 0.5, "cosine"), (0.0, 1.0, "l2")
-    ms_rows = torch.ops.slade.multi_similarity_loss_rows(*loss_tensors, *ms_params)
+    ms_rows = torch.ops.slade.multi_similarity_loss_rows(*loss_tensors, *ms_params)[0]
     c_rows = torch.ops.slade.contrastive_loss_rows(*loss_tensors, *c_params)[0]
     grad_rows = torch.randn(24, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     for mask in ([True, True], [True, False], [False, True]):
@@ -49,9 +49,18 @@ def opcheck_cases():
         ("contrastive_loss_rows_backward", (grad_rows, s_rows, *s_tensors, *s_params, [True, True], *record)),
         ("contrastive_loss_rows", (grad(EMB), sparse_lab, None, None, None, None, None, None, *s_params, True)),
     ]
+    # the multi-similarity backward from its forward's rows' gradients (references without a gradient)
+    g_rows, row_grads = torch.ops.slade.multi_similarity_loss_rows(*loss_tensors, *ms_params, 0, -1, True)
+    assert row_grads.numel() == 24 * 2 * 8
+    backward_cases += [
+        ("multi_similarity_loss_rows_backward", (grad_rows, g_rows, *loss_tensors, *ms_params, 0, -1, [True, False],
+                                                 row_grads)),
+        ("multi_similarity_loss_rows", (grad(EMB), LAB, REF, REF_LAB, None, None, None, None, *ms_params, 0, -1,
+                                        True)),
+    ]
     # query_rows (0, -1 = all rows; a slice otherwise): the loss state has the slice's rows
     q_rows = torch.ops.slade.multi_similarity_loss_rows(*loss_tensors[:2], None, None, *loss_tensors[4:], *ms_params,
-                                                        5, 17)
+                                                        5, 17)[0]
     backward_cases += [
         ("multi_similarity_loss_rows_backward", (grad_rows[5:17], q_rows, EMB, LAB, None, None, None, None, None,
                                                  None, *ms_params, 5, 17, [True, False])),

@@ -58,10 +58,21 @@ class ActivePairs {
   std::atomic<bool> dropped_{false};
 };
 
+// The multi-similarity forward's gradients of each query row's two accumulators (pos_acc, neg_acc) in the row's
+// (normalised) features, [n, 2, d] in the tiles' dtype, for a backward that needs only the rows' gradient: it then
+// combines them with the upstream gradient instead of recomputing the tiles. Filled tile by tile from the tile's
+// exponentials (the int32-label sweeps); `computed` turns false, and the driver drops them, on a tile that cannot.
+struct RowGradients {
+  at::Tensor refs;  // [m, d], what the tiles were made of
+  at::Tensor out;   // [n, 2, d], zeros at the start
+  bool computed = true;
+};
+
 // Writes rows [tile.row_begin, + tile rows) of `rows_out` ([N, 4], float64). With `active` (the contrastive rule
-// only), also records the tile's pairs with a non-zero loss; `first_row` is the first query row's number in emb.
+// only), also records the tile's pairs with a non-zero loss; with `grads` (multi-similarity on a similarity, against
+// references, no pair lists), also adds the tile's rows' gradients. `first_row` is the first query row's number.
 void loss_rows_tile(const Tile& tile, const PairLists& lists, const LossRule& rule, at::Tensor& rows_out,
-                    ActivePairs* active = nullptr, int64_t first_row = 0);
+                    ActivePairs* active = nullptr, int64_t first_row = 0, RowGradients* grads = nullptr);
 // The contrastive backward from an ActivePairs record instead of tiles: adds each recorded pair's gradient to
 // grad_rows ([n, d], the query rows') and grad_refs ([m, d]), either undefined when not wanted; against itself
 // grad_rows may be a view of grad_refs. rows / refs are the inputs the tiles were made of (PairInputs), `state`

@@ -1,6 +1,7 @@
-"""The contrastive backward from its forward's record of active pairs (the pairs with a non-zero loss) instead of
-recomputed tiles: the record is kept when a gradient will be needed and the pairs are few, dropped past its limit,
-and either way the gradients equal the dense backward's and PML's. CPU only: other devices never record."""
+"""Backwards that need no recomputed tiles, from what their CPU forward kept: the contrastive loss's record of its
+active pairs (the pairs with a non-zero loss), kept when a gradient will be needed and the pairs are few, dropped
+past its limit; and the multi-similarity loss's rows' gradients, kept against references that need no gradient (a
+memory bank). Either way the gradients equal the dense backward's and PML's. Other devices keep neither."""
 from __future__ import annotations
 
 import pytest
@@ -132,3 +133,85 @@ def test_backward_refuses_a_broken_record(bad, match):
     rows, *record = FORWARD(*args, True)
     with pytest.raises(ValueError, match=match):
         BACKWARD(torch.ones_like(rows), rows, *args, [True, True], *bad(*record))
+
+
+# ---- the multi-similarity loss's rows' gradients ----------------------------------------------------------------
+
+MS_FORWARD, MS_BACKWARD = torch.ops.slade.multi_similarity_loss_rows, torch.ops.slade.multi_similarity_loss_rows_backward
+
+
+@pytest.mark.parametrize("distance", ["cosine", "dot"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("classes", ["many", "two"], ids=["few positives", "half positives"])
+@pytest.mark.parametrize("params", [(2.0, 50.0, 0.5), (-1.0, 3.0, 0.2)], ids=["defaults", "negative alpha"])
+def test_ms_backward_from_the_rows_gradients_equals_the_recomputed_tiles(distance, dtype, classes, params):
+    """Few positives are added pair by pair, many (two classes) by a second GEMM."""
+    emb, labels = inputs(64, dtype=dtype)
+    ref, _ = inputs(300, seed=1, dtype=dtype)
+    ref_labels = torch.arange(300) % (32 if classes == "many" else 2)
+    if classes == "two":
+        labels = labels % 2
+    args = (emb, labels, ref, ref_labels, None, None, None, None, *params, distance, 0, -1)
+    rows, row_grads = MS_FORWARD(*args, True)
+    assert row_grads.shape == (64 * 2 * 16,)
+    assert torch.equal(rows, MS_FORWARD(*args, False)[0])
+    grad_rows = torch.randn(rows.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    got, none = MS_BACKWARD(grad_rows, rows, *args, [True, False], row_grads)
+    want, _ = MS_BACKWARD(grad_rows, rows, *args, [True, False])
+    assert none.shape == (0,)
+    # the weights come from exp(term - max) / (exp(-max) + sum) instead of exp(term - lse): equal to rounding,
+    # which the unnormalised dot products' large exponents (beta * s ~ 50 * 16) scale up
+    tol = {torch.float32: 3e-5 if distance == "dot" else 2e-6, torch.float64: 1e-12}[dtype]
+    torch.testing.assert_close(got, want, rtol=tol, atol=tol * want.abs().max().item())
+
+
+def test_ms_rows_gradients_only_where_they_are_the_whole_backward():
+    emb, labels = inputs(40)
+    ref, ref_labels = inputs(50, seed=1)
+    lists = loss_ops.pair_lists(torch.arange(40), torch.arange(40), torch.arange(40), (torch.arange(40) + 3) % 50,
+                                40, 50, as_mask=True)
+    params = (2.0, 50.0, 0.5)
+    cases = {
+        "against itself": (emb, labels, None, None, None, None, None, None, *params, "cosine", 0, -1),
+        "pair lists": (emb, None, ref, None, *lists, *params, "cosine", 0, -1),
+        "a distance": (emb, labels, ref, ref_labels, None, None, None, None, *params, "l2", 0, -1),
+        "labels beyond int32": (emb, labels + 2**40, ref, ref_labels, None, None, None, None, *params, "cosine",
+                                0, -1),
+    }
+    for name, args in cases.items():
+        assert MS_FORWARD(*args, True)[1].numel() == 0, name
+    # and the wrapper asks only when the references need no gradient
+    e, r = emb.clone().requires_grad_(), ref.clone().requires_grad_()
+    loss_ops.multi_similarity_loss_rows(e, labels, r, ref_labels)[:, :2].sum().backward()
+    expected = e.grad.clone()
+    e.grad = None
+    loss_ops.multi_similarity_loss_rows(e, labels, ref, ref_labels)[:, :2].sum().backward()
+    torch.testing.assert_close(e.grad, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("per_class", [2, 32], ids=["few positives", "many positives"])
+@pytest.mark.parametrize("distance", ["cosine", "dot unnormalised"])
+def test_ms_loss_against_a_detached_memory_equals_pml(per_class, distance):
+    make = {"cosine": lambda: pml_distances.CosineSimilarity(),
+            "dot unnormalised": lambda: pml_distances.DotProductSimilarity(normalize_embeddings=False)}[distance]
+    emb, labels = inputs(96, per_class=per_class)
+    memory, memory_labels = inputs(400, seed=2, per_class=per_class)
+    results = []
+    for module in (losses, pml_losses):
+        loss_fn = module.MultiSimilarityLoss(distance=make())
+        e = emb.clone().requires_grad_()
+        loss = loss_fn(e, labels, ref_emb=memory, ref_labels=memory_labels)
+        loss.backward()
+        results.append((loss.detach(), e.grad))
+    for ours, theirs in zip(*results):
+        torch.testing.assert_close(ours, theirs, rtol=1e-9, atol=1e-12)
+
+
+def test_ms_backward_refuses_broken_rows_gradients():
+    emb, labels = inputs(40)
+    ref, ref_labels = inputs(50, seed=1)
+    args = (emb, labels, ref, ref_labels, None, None, None, None, 2.0, 50.0, 0.5, "cosine", 0, -1)
+    rows, row_grads = MS_FORWARD(*args, True)
+    for bad in (row_grads[:-1], row_grads.float(), row_grads.view(40, 2, 16)):
+        with pytest.raises(ValueError, match="row_grads must be the forward's"):
+            MS_BACKWARD(torch.ones_like(rows), rows, *args, [True, False], bad)
