@@ -96,11 +96,12 @@ at::Tensor loss_rows(const LossInputs& in, const LossRule& rule, cpu::ActivePair
   return first == 0 ? rows_out : rows_out.narrow(0, first, n).clone();
 }
 
-// The most active pairs a contrastive forward records for its backward. A recorded pair costs the backward a few
-// times what one entry of a tile's GEMM costs, and the dense backward recomputes each tile and makes one or two
-// GEMMs more, so a sixteenth of all pairs is well on the cheap side of the line; the record (16 bytes a pair)
-// stays within half a CPU tile's bytes. Clustered embeddings, with few negatives inside the margin, record a few
-// pairs per row (benchmarks/RESULTS.md, "The contrastive backward from its active pairs").
+// The most active pairs a contrastive forward records for its backward. A recorded pair costs the backward two
+// d-long loops (its row's and its reference's gradient), an entry of the dense backward's recomputed tile and its
+// one or two GEMMs about as many multiply-adds but vectorised and blocked; a sixteenth of all pairs is meant to
+// stay on the record's side of that line (where the line lies was not measured), and the record (16 bytes a pair)
+// within half a CPU tile's bytes. Clustered embeddings, with few negatives inside the margin, record a few pairs
+// per row (benchmarks/RESULTS.md, "Backwards without recomputed tiles").
 int64_t max_active_pairs(int64_t n, int64_t m) { return std::min(n * m / 16, kCpuTileElems / 8); }
 
 // Back through xn = x / max(|x|, eps) (torch.nn.functional.normalize), in x's compute dtype.

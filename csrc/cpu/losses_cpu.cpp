@@ -80,20 +80,19 @@ struct Labels32 {
 
 // The multi-similarity epilogues on int32 labels, in sweeps over the tile: the pairs' exponents written over the
 // tile without branches, ATen's vectorised exp of the whole tile, then the row sums (forward) or the weights
-// (backward). std::exp took about 6 ns a pair on the AMD host, most of each epilogue (benchmarks/RESULTS.md, "The
-// multi-similarity loss's exponentials"). The terms are loss_pair_term's (loss_rules.h), restated per side; the
+// (backward). std::exp took about 6 ns a pair on the AMD host, most of each epilogue (benchmarks/RESULTS.md,
+// "Backwards without recomputed tiles, and the multi-similarity loss's exponentials"). The terms are loss_pair_term's (loss_rules.h), restated per side; the
 // sums keep each row's order (ascending j). The pair (i, i) of a self-comparison reads as the closeness whose
 // positive term is -inf, so it has no maximum and exp 0.
 template <typename T>
 struct MultiSimilaritySweeps {
-  const LossRule& rule;
   const Labels32& labels;
   const int64_t b, m;
   T* sim;
   const T alpha, beta, base, self_value;
 
   MultiSimilaritySweeps(const Tile& tile, const LossRule& r, const Labels32& l)
-      : rule(r), labels(l), b(tile.sim.size(0)), m(tile.sim.size(1)), sim(tile.sim.data_ptr<T>()),
+      : labels(l), b(tile.sim.size(0)), m(tile.sim.size(1)), sim(tile.sim.data_ptr<T>()),
         alpha(T(r.alpha)), beta(T(r.beta)), base(T(r.base)),
         self_value(r.alpha > 0 ? std::numeric_limits<T>::infinity() : -std::numeric_limits<T>::infinity()) {}
 
