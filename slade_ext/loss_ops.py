@@ -169,7 +169,7 @@ _BACKWARD_PARAMS = {"multi_similarity_loss_rows": 6, "contrastive_loss_rows": 5}
 def _make_setup(n_params):
     def setup(ctx, inputs, output):
         # The further outputs (the rows' gradients, the record of active pairs) go to the backward op as they are.
-        rows, *record = output if isinstance(output, (tuple, list)) else (output,)
+        rows, *record = output
         if record:
             ctx.mark_non_differentiable(*record)
         ctx.save_for_backward(*inputs[:_N_TENSORS], rows, *record)

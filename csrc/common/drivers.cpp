@@ -19,7 +19,7 @@ PairInputs prepare_pair_inputs(const at::Tensor& emb, const c10::optional<at::Te
                                const c10::optional<at::Tensor>& ref_emb,
                                const c10::optional<at::Tensor>& ref_labels, bool labels_required,
                                const at::Tensor* basis, const char* labels_name, int64_t query_begin,
-                               int64_t query_end, const Distance& distance) {
+                               int64_t query_end, const Distance& distance, bool for_tiles) {
   check_embeddings(emb, "emb");
   const int64_t end = check_query_range(query_begin, query_end, emb.size(0), ref_emb.has_value());
   const auto device = emb.device();
@@ -36,7 +36,7 @@ PairInputs prepare_pair_inputs(const at::Tensor& emb, const c10::optional<at::Te
   in.distance = distance;
   const int64_t n_queries = ref_emb.has_value() ? emb.size(0) : end - query_begin;
   const int64_t m = ref_emb.has_value() ? ref_emb->size(0) : emb.size(0);
-  const bool padded = !distance.similarity && cdist_uses_mm(n_queries, m);
+  const bool padded = for_tiles && !distance.similarity && cdist_uses_mm(n_queries, m);
   // The references of a padded distance are embedded into their padding (refs is a view of it).
   auto embed = [&](const at::Tensor& x, bool into_padding) {
     if (basis) return project_normalize(x, *basis);

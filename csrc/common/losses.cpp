@@ -53,7 +53,8 @@ struct LossInputs {
 
 LossInputs prepare_loss_inputs(const at::Tensor& emb, const Opt& labels, const Opt& ref_emb, const Opt& ref_labels,
                                const Opt& pos_ptr, const Opt& pos_cols, const Opt& neg_ptr, const Opt& neg_cols,
-                               int64_t query_begin, int64_t query_end, c10::string_view distance) {
+                               int64_t query_begin, int64_t query_end, c10::string_view distance,
+                               bool for_tiles = true) {
   LossInputs in;
   const bool lists_given = pos_ptr.has_value() || pos_cols.has_value() || neg_ptr.has_value() || neg_cols.has_value();
   TORCH_CHECK_VALUE(lists_given || labels.has_value(), "labels are required when no pair lists are given");
@@ -63,7 +64,7 @@ LossInputs prepare_loss_inputs(const at::Tensor& emb, const Opt& labels, const O
   in.pairs = prepare_pair_inputs(emb, lists_given ? c10::nullopt : labels, ref_emb,
                                  lists_given ? c10::nullopt : ref_labels, /*labels_required=*/!lists_given,
                                  /*basis=*/nullptr, "labels", query_begin, query_end,
-                                 parse_distance(std::string(distance)));
+                                 parse_distance(std::string(distance)), for_tiles);
   in.lists = check_pair_lists(pos_ptr, pos_cols, neg_ptr, neg_cols, in.pairs.rows.size(0), in.pairs.refs.size(0),
                               emb.device());
   return in;
@@ -338,12 +339,11 @@ std::tuple<at::Tensor, at::Tensor> contrastive_loss_rows_backward(
     int64_t query_end, std::array<bool, 2> output_mask, const Opt& active_ptr, const Opt& active_cols,
     const Opt& active_closeness) {
   auto rule = contrastive_rule(pos_margin, neg_margin, distance);
+  const bool recorded = active_ptr.has_value() && active_ptr->numel() > 0;
   auto in = prepare_loss_inputs(emb, labels, ref_emb, ref_labels, pos_ptr, pos_cols, neg_ptr, neg_cols, query_begin,
-                                query_end, distance);
+                                query_end, distance, /*for_tiles=*/!recorded);
   std::array<at::Tensor, 3> active;
-  if (active_ptr.has_value() && active_ptr->numel() > 0) {
-    active = check_active_pairs(*active_ptr, active_cols, active_closeness, in.pairs);
-  }
+  if (recorded) active = check_active_pairs(*active_ptr, active_cols, active_closeness, in.pairs);
   return loss_rows_backward(grad_rows, rows, emb, ref_emb, in, rule, output_mask, active);
 }
 

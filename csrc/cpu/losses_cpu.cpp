@@ -81,8 +81,8 @@ struct Labels32 {
 // The multi-similarity epilogues on int32 labels, in sweeps over the tile: the pairs' exponents written over the
 // tile without branches, ATen's vectorised exp of the whole tile, then the row sums (forward) or the weights
 // (backward). std::exp took about 6 ns a pair on the AMD host, most of each epilogue (benchmarks/RESULTS.md,
-// "Backwards without recomputed tiles, and the multi-similarity loss's exponentials"). The terms are loss_pair_term's (loss_rules.h), restated per side; the
-// sums keep each row's order (ascending j). The pair (i, i) of a self-comparison reads as the closeness whose
+// "Backwards without recomputed tiles, and the multi-similarity loss's exponentials"). The terms are
+// loss_pair_term's (loss_rules.h), restated per side; the sums keep each row's order (ascending j). The pair (i, i) of a self-comparison reads as the closeness whose
 // positive term is -inf, so it has no maximum and exp 0.
 template <typename T>
 struct MultiSimilaritySweeps {
@@ -138,36 +138,28 @@ struct MultiSimilaritySweeps {
 // classes are many, are added pair by pair (or by a second GEMM past a sixteenth of the tile).
 template <typename T>
 void ms_row_gradients(const Tile& tile, const LossRule& rule, const Labels32& labels, const double* scale,
-                      RowGradients& grads, int64_t first_row) {
+                      int64_t positives, RowGradients& grads, int64_t first_row) {
   const int64_t b = tile.sim.size(0), m = tile.sim.size(1), d = grads.refs.size(1);
   T* sim = tile.sim.data_ptr<T>();
   const T dv[2] = {loss_pair_term_dv<T>(rule, true), loss_pair_term_dv<T>(rule, false)};
-  std::vector<int64_t> positives(b, 0);
   at::parallel_for(0, b, kRowGrain, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       T* row = sim + i * m;
       const int32_t li = labels.rows[i];
       const int32_t* ref = labels.refs.data();
       const T w_pos = T(scale[2 * i]) * dv[0], w_neg = T(scale[2 * i + 1]) * dv[1];
-      int64_t same_count = 0;
-      for (int64_t j = 0; j < m; ++j) {
-        const bool same = ref[j] == li;
-        row[j] *= same ? w_pos : w_neg;
-        same_count += same;
-      }
-      positives[i] = same_count;
+      for (int64_t j = 0; j < m; ++j) row[j] *= ref[j] == li ? w_pos : w_neg;
     }
   });
-  int64_t total = 0;
-  for (int64_t c : positives) total += c;
-  auto block = grads.out.narrow(0, tile.row_begin - first_row, b);  // [b, 2, d]
+  auto block = grads.out.narrow(0, tile.row_begin - first_row, b);  // [b, 2, d], contiguous
   const T* y = grads.refs.data_ptr<T>();
   const int64_t sy = grads.refs.stride(0);
-  if (total * 16 <= b * m) {
+  if (positives * 16 <= b * m) {
+    T* pos_grads = block.data_ptr<T>();  // row i's positives' gradient at (2 i) d
     at::parallel_for(0, b, kRowGrain, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         T* row = sim + i * m;
-        T* g = block[i][0].data_ptr<T>();
+        T* g = pos_grads + 2 * i * d;
         const int32_t li = labels.rows[i];
         const int32_t* ref = labels.refs.data();
         for (int64_t j = 0; j < m; ++j) {
@@ -240,7 +232,11 @@ void ms_rows_by_sweeps(const Tile& tile, const LossRule& rule, const Labels32& l
       }
     }
   });
-  if (grads != nullptr) ms_row_gradients<T>(tile, rule, labels, scale.data(), *grads, first_row);
+  if (grads != nullptr) {
+    int64_t total = 0;
+    for (int64_t c : positives) total += c;
+    ms_row_gradients<T>(tile, rule, labels, scale.data(), total, *grads, first_row);
+  }
 }
 
 template <typename T>

@@ -29,12 +29,14 @@ struct PairInputs {
 // labels may be undefined when `labels_required` is false (selection without pseudo labels). With a basis, rows
 // are the normalised basis projections instead of the embeddings (and the distance is the cosine). labels_name
 // names the argument in error messages. query_begin / query_end (-1: the last row) choose the query rows; a range
-// other than all rows needs ref_emb = None.
+// other than all rows needs ref_emb = None. for_tiles = false: the caller makes no tiles (a backward from what its
+// forward kept), so no torch.cdist padding is built.
 PairInputs prepare_pair_inputs(const at::Tensor& emb, const c10::optional<at::Tensor>& labels,
                                const c10::optional<at::Tensor>& ref_emb,
                                const c10::optional<at::Tensor>& ref_labels, bool labels_required,
                                const at::Tensor* basis = nullptr, const char* labels_name = "labels",
-                               int64_t query_begin = 0, int64_t query_end = -1, const Distance& distance = {});
+                               int64_t query_begin = 0, int64_t query_end = -1, const Distance& distance = {},
+                               bool for_tiles = true);
 // Validates a query range against n rows (query_end -1 = n) and returns its end.
 int64_t check_query_range(int64_t query_begin, int64_t query_end, int64_t n, bool has_ref_emb);
 
