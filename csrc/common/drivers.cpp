@@ -159,9 +159,9 @@ void check_max_pairs(const char* op, const char* what, int64_t selected, int64_t
                     "(query_rows) or a larger max_pairs.");
 }
 
-void check_output_budget(const char* op, int64_t bytes, int64_t tiles_done, int64_t n_tiles, int64_t budget) {
-  // Several tiles are concatenated at the end, so their outputs are needed twice.
-  const int64_t needed = n_tiles > 1 ? 2 * bytes : bytes;
+void check_output_budget(const char* op, int64_t held_bytes, int64_t collected_bytes, int64_t tiles_done,
+                         int64_t n_tiles, int64_t budget) {
+  const int64_t needed = held_bytes + collected_bytes;
   if (budget < 0 || needed <= budget) return;
   const double gib = double(int64_t(1) << 30);
   TORCH_CHECK_WITH(OutOfMemoryError, false, op, ": the selected indices of the first ", tiles_done, " of ", n_tiles,

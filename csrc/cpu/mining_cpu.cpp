@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <vector>
 
 #include "epilogue_utils.h"
@@ -60,15 +61,19 @@ void multi_similarity_verdicts(T* row, int32_t li, const int32_t* ref_labels, in
   n_neg = nn;
 }
 
-// Two passes over the tile's rows. The first finds each row's extrema (when the rule needs them), applies the rule
-// once per pair and keeps the verdict as one byte (bit 0: positive, bit 1: negative) with the row's counts. A
-// prefix sum gives every row its offset in outputs allocated once at their final size, and the second pass writes
-// each row's pairs there (ascending j) from the bytes. The order is row-major and independent of the number of
-// threads, and every index is written once: on unclustered embeddings nearly all N x M pairs qualify, and writing
-// them is most of the op's time. kInverted and kKind are template arguments so the inner loops carry no
-// per-element rule or distance branch.
+// A tile's pair verdicts, one byte per pair (bit 0: positive, bit 1: negative), with each row's offsets among the
+// tile's positives and negatives (pos_at[i], neg_at[i]; the totals at b).
+struct PairVerdicts {
+  int64_t row_begin = 0, rows = 0, m = 0;
+  std::vector<uint8_t> verdict;
+  std::vector<int64_t> pos_at, neg_at;
+};
+
+// The first pass over the tile's rows: each row's extrema (when the rule needs them), the rule applied once per pair,
+// and the counts turned into offsets by a prefix sum. kInverted and kKind are template arguments so the inner loops
+// carry no per-element rule or distance branch.
 template <typename T, bool kInverted, PairRuleKind kKind>
-void mine_pairs_rows(const Tile& tile, const PairRule& rule, std::array<at::Tensor, 4>& out) {
+void judge_pairs(const Tile& tile, const PairRule& rule, PairVerdicts& out) {
   const int64_t b = tile.sim.size(0), m = tile.sim.size(1);
   const LabelView lab(tile);
   T* writable_sim = tile.sim.data_ptr<T>();  // multi_similarity_verdicts marks (i, i) for a moment
@@ -76,8 +81,14 @@ void mine_pairs_rows(const Tile& tile, const PairRule& rule, std::array<at::Tens
   PairRule fixed = rule;
   fixed.kind = kKind;
   fixed.inverted = kInverted;
-  std::vector<uint8_t> verdict(size_t(b) * size_t(m));
-  std::vector<int64_t> pos_at(b + 1, 0), neg_at(b + 1, 0);
+  out.row_begin = tile.row_begin;
+  out.rows = b;
+  out.m = m;
+  out.verdict.resize(size_t(b) * size_t(m));
+  out.pos_at.assign(b + 1, 0);
+  out.neg_at.assign(b + 1, 0);
+  uint8_t* verdict = out.verdict.data();
+  int64_t *pos_at = out.pos_at.data(), *neg_at = out.neg_at.data();
   std::vector<int32_t> row_labels32, ref_labels32;
   if (kKind != PairRuleKind::Confident && kInverted) {
     ref_labels32 = labels_as_int32(tile.ref_labels);
@@ -90,12 +101,12 @@ void mine_pairs_rows(const Tile& tile, const PairRule& rule, std::array<at::Tens
       const T* row = sim + i * m;
       if (fast && kKind == PairRuleKind::PairMargin) {
         pair_margin_verdicts<T>(row, row_labels32[i], ref_labels32.data(), m, self_j, T(rule.pos_margin),
-                                T(rule.neg_margin), verdict.data() + i * m, pos_at[i + 1], neg_at[i + 1]);
+                                T(rule.neg_margin), verdict + i * m, pos_at[i + 1], neg_at[i + 1]);
         continue;
       }
       if (fast && kKind == PairRuleKind::MultiSimilarity) {
         multi_similarity_verdicts<T>(writable_sim + i * m, row_labels32[i], ref_labels32.data(), m, self_j,
-                                     T(rule.epsilon), verdict.data() + i * m, pos_at[i + 1], neg_at[i + 1]);
+                                     T(rule.epsilon), verdict + i * m, pos_at[i + 1], neg_at[i + 1]);
         continue;
       }
       auto extrema = RowExtrema<T>::empty();
@@ -106,7 +117,7 @@ void mine_pairs_rows(const Tile& tile, const PairRule& rule, std::array<at::Tens
                       is_neg_candidate(li, lj));
         }
       }
-      uint8_t* row_verdict = verdict.data() + i * m;
+      uint8_t* row_verdict = verdict + i * m;
       int64_t n_pos = 0, n_neg = 0;
       for (int64_t j = 0; j < m; ++j) {
         bool pos, neg;
@@ -123,24 +134,25 @@ void mine_pairs_rows(const Tile& tile, const PairRule& rule, std::array<at::Tens
     pos_at[i + 1] += pos_at[i];
     neg_at[i + 1] += neg_at[i];
   }
-  for (int k = 0; k < 2; ++k) {
-    out[k] = empty_indices(pos_at[b], tile.sim.device());
-    out[k + 2] = empty_indices(neg_at[b], tile.sim.device());
-  }
-  int64_t *pos_a = out[0].data_ptr<int64_t>(), *pos_j = out[1].data_ptr<int64_t>();
-  int64_t *neg_a = out[2].data_ptr<int64_t>(), *neg_j = out[3].data_ptr<int64_t>();
-  at::parallel_for(0, b, kRowChunk, [&](int64_t i0, int64_t i1) {
+}
+
+// The second pass: each row's pairs (ascending j) from its verdict bytes, at its offsets from the given addresses
+// {anchors_pos, refs_pos, anchors_neg, refs_neg}. The order is row-major and independent of the number of threads,
+// and every index is written once: on unclustered embeddings nearly all N x M pairs qualify, and writing them is
+// most of the op's time.
+void write_pairs(const PairVerdicts& v, const std::array<int64_t*, 4>& out) {
+  int64_t *pos_a = out[0], *pos_j = out[1], *neg_a = out[2], *neg_j = out[3];
+  at::parallel_for(0, v.rows, kRowChunk, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
-      const int64_t gi = tile.row_begin + i;
-      const uint8_t* row_verdict = verdict.data() + i * m;
-      int64_t p = pos_at[i], n = neg_at[i];
-      if (p == pos_at[i + 1] && n == neg_at[i + 1]) continue;
-      for_each_verdict(row_verdict, m, [&](int64_t j, uint8_t v) {
-        if (v & 1) {
+      const int64_t gi = v.row_begin + i;
+      int64_t p = v.pos_at[i], n = v.neg_at[i];
+      if (p == v.pos_at[i + 1] && n == v.neg_at[i + 1]) continue;
+      for_each_verdict(v.verdict.data() + i * v.m, v.m, [&](int64_t j, uint8_t verdict) {
+        if (verdict & 1) {
           pos_a[p] = gi;
           pos_j[p++] = j;
         }
-        if (v & 2) {
+        if (verdict & 2) {
           neg_a[n] = gi;
           neg_j[n++] = j;
         }
@@ -149,20 +161,37 @@ void mine_pairs_rows(const Tile& tile, const PairRule& rule, std::array<at::Tens
   });
 }
 
-std::array<at::Tensor, 4> mine_pairs_tile(const Tile& tile, const PairRule& rule) {
-  std::array<at::Tensor, 4> out;
+TileOutputs<4> mine_pairs_tile(const Tile& tile, const PairRule& rule) {
+  auto verdicts = std::make_shared<PairVerdicts>();
   AT_DISPATCH_FLOATING_TYPES(tile.sim.scalar_type(), "mine_pairs_tile", [&] {
     switch (rule.kind) {
       case PairRuleKind::MultiSimilarity:
-        return rule.inverted ? mine_pairs_rows<scalar_t, true, PairRuleKind::MultiSimilarity>(tile, rule, out)
-                             : mine_pairs_rows<scalar_t, false, PairRuleKind::MultiSimilarity>(tile, rule, out);
+        return rule.inverted ? judge_pairs<scalar_t, true, PairRuleKind::MultiSimilarity>(tile, rule, *verdicts)
+                             : judge_pairs<scalar_t, false, PairRuleKind::MultiSimilarity>(tile, rule, *verdicts);
       case PairRuleKind::PairMargin:
-        return rule.inverted ? mine_pairs_rows<scalar_t, true, PairRuleKind::PairMargin>(tile, rule, out)
-                             : mine_pairs_rows<scalar_t, false, PairRuleKind::PairMargin>(tile, rule, out);
+        return rule.inverted ? judge_pairs<scalar_t, true, PairRuleKind::PairMargin>(tile, rule, *verdicts)
+                             : judge_pairs<scalar_t, false, PairRuleKind::PairMargin>(tile, rule, *verdicts);
       case PairRuleKind::Confident:  // always cosine similarity of the basis projections
-        return mine_pairs_rows<scalar_t, true, PairRuleKind::Confident>(tile, rule, out);
+        return judge_pairs<scalar_t, true, PairRuleKind::Confident>(tile, rule, *verdicts);
     }
   });
+  const int64_t n_pos = verdicts->pos_at.back(), n_neg = verdicts->neg_at.back();
+  TileOutputs<4> out;
+  // A selected pair takes 16 bytes of indices, its verdict 1: from one pair in 16 on, keeping the verdicts costs
+  // no more memory than the tile's own outputs and spares their copy into the op's outputs.
+  if (16 * (n_pos + n_neg) >= int64_t(verdicts->verdict.size()) && n_pos + n_neg > 0) {
+    out.counts = {n_pos, n_pos, n_neg, n_neg};
+    out.held_bytes = int64_t(verdicts->verdict.size()) +
+                     int64_t(sizeof(int64_t)) * int64_t(verdicts->pos_at.size() + verdicts->neg_at.size());
+    out.write = [verdicts](const std::array<int64_t*, 4>& at) { write_pairs(*verdicts, at); };
+    return out;
+  }
+  for (int k = 0; k < 2; ++k) {
+    out.tensors[k] = empty_indices(n_pos, tile.sim.device());
+    out.tensors[k + 2] = empty_indices(n_neg, tile.sim.device());
+  }
+  write_pairs(*verdicts, {out.tensors[0].data_ptr<int64_t>(), out.tensors[1].data_ptr<int64_t>(),
+                          out.tensors[2].data_ptr<int64_t>(), out.tensors[3].data_ptr<int64_t>()});
   return out;
 }
 

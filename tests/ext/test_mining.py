@@ -286,6 +286,26 @@ def test_dense_outputs_span_several_cpu_tiles_and_ignore_threads(device, name, k
     assert all(torch.equal(a, b) for a, b in zip(got, one_thread))
 
 
+def test_dense_and_sparse_cpu_tiles_in_one_output(device):
+    if device != "cpu":
+        pytest.skip("CPU tiling: a tile selecting one pair in 16 or more keeps verdict bytes, a sparser one indices")
+    # 5000 rows against M = 2500 refs: 3 CPU tiles of up to 1677 rows. Random rows select about half their pairs
+    # (dense: written late, straight into the op's outputs); the zero rows of the middle tile have dot product 0
+    # with every reference, so only their few same-label positives qualify (sparse: the tile's own outputs, copied).
+    g = torch.Generator().manual_seed(5)
+    emb = torch.nn.functional.normalize(torch.randn(5000, 16, generator=g), dim=1)
+    emb[1677:3354] = 0
+    lab = torch.randint(0, 300, (5000,), generator=g)
+    ref_emb = torch.nn.functional.normalize(torch.randn(2500, 16, generator=g), dim=1)
+    ref_lab = torch.randint(0, 300, (2500,), generator=g)
+    kwargs = dict(pos_margin=0.5, neg_margin=0.0, distance="dot")
+    got = assert_miner_matches(device, "pair_margin", emb, lab, ref_emb, ref_lab, **kwargs)
+    middle_neg = (got[2] >= 1677) & (got[2] < 3354)
+    middle_pos = (got[0] >= 1677) & (got[0] < 3354)
+    assert not middle_neg.any() and 0 < middle_pos.sum() < 1677 * 2500 / 16
+    assert got[2].numel() > 0.4 * 3323 * 2500
+
+
 def test_output_larger_than_the_memory_budget_stops_before_taking_it(device, monkeypatch):
     if device != "cpu":
         pytest.skip("the output budget is checked on the CPU (host memory)")

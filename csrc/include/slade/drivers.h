@@ -56,22 +56,39 @@ Tile make_tile(const PairInputs& in, int64_t begin, const at::Tensor& sim);
 // THP_MEM_ALLOC_ENABLE=1; this does it for our outputs only.
 at::Tensor empty_indices(int64_t n, const at::Device& device);
 
-// Concatenates per-tile int64 index tensors position by position (empty ones on `device` when there are none).
+// The op's outputs from its tiles' (TileOutputs) in row order. Eager tiles alone are concatenated position by
+// position (a single one returned as it is: copying a large output costs as much as writing it); with a deferred
+// tile every output is allocated once at its final length, the eager tiles copied into place and the deferred ones
+// written there. Empty outputs are on `device` when there are no tiles.
 template <size_t K>
-std::array<at::Tensor, K> concat_tiles(const std::vector<std::array<at::Tensor, K>>& parts, const at::Device& device) {
+std::array<at::Tensor, K> collect_tiles(const std::vector<TileOutputs<K>>& parts, const at::Device& device) {
   std::array<at::Tensor, K> out;
+  bool any_deferred = false;
+  for (const auto& p : parts) any_deferred |= p.deferred();
   for (size_t k = 0; k < K; ++k) {
+    int64_t n = 0;
+    for (const auto& p : parts) n += p.count(k);
+    if (!any_deferred && parts.size() == 1) {
+      out[k] = parts[0].tensors[k];
+      continue;
+    }
+    out[k] = empty_indices(n, device);
+    if (any_deferred || n == 0) continue;
     std::vector<at::Tensor> pieces;
     pieces.reserve(parts.size());
-    for (const auto& p : parts) pieces.push_back(p[k]);
-    if (pieces.size() == 1) {  // returned as it is: copying a large output costs as much as writing it
-      out[k] = pieces[0];
-    } else {
-      int64_t n = 0;
-      for (const auto& p : pieces) n += p.numel();
-      out[k] = empty_indices(n, device);
-      if (n > 0) at::cat_out(out[k], pieces);
+    for (const auto& p : parts) pieces.push_back(p.tensors[k]);
+    at::cat_out(out[k], pieces);
+  }
+  if (!any_deferred) return out;
+  std::array<int64_t, K> offset{};
+  for (const auto& p : parts) {
+    std::array<int64_t*, K> at_offset;
+    for (size_t k = 0; k < K; ++k) {
+      at_offset[k] = out[k].template data_ptr<int64_t>() + offset[k];
+      if (!p.deferred() && p.count(k) > 0) out[k].narrow(0, offset[k], p.count(k)).copy_(p.tensors[k]);
     }
+    if (p.deferred()) p.write(at_offset);
+    for (size_t k = 0; k < K; ++k) offset[k] += p.count(k);
   }
   return out;
 }
@@ -80,37 +97,45 @@ std::array<at::Tensor, K> concat_tiles(const std::vector<std::array<at::Tensor, 
 // a cgroup v2 limit), or SLADE_EXT_MAX_OUTPUT_BYTES when that is set and smaller; -1 when neither is known.
 int64_t host_output_budget();
 
-// Stops `op` with torch.OutOfMemoryError, before the memory is taken, once the outputs of its first `tiles_done`
-// of `n_tiles` tiles (`bytes`) plus their concatenation would exceed `budget` (host_output_budget; -1: no check).
-void check_output_budget(const char* op, int64_t bytes, int64_t tiles_done, int64_t n_tiles, int64_t budget);
+// Stops `op` with torch.OutOfMemoryError, before the memory is taken, once what its first `tiles_done` of `n_tiles`
+// tiles hold (`held_bytes`: their own outputs, or what writes them later) plus the final outputs collected from them
+// (`collected_bytes`; 0 when those are one tile's own outputs) would exceed `budget` (host_output_budget; -1: no
+// check).
+void check_output_budget(const char* op, int64_t held_bytes, int64_t collected_bytes, int64_t tiles_done,
+                         int64_t n_tiles, int64_t budget);
 
 // Stops `op` with a ValueError naming max_pairs once its first `tiles_done` of `n_tiles` tiles have selected more
 // than `max_pairs` pairs or triplets (`what`; -1: no cap).
 void check_max_pairs(const char* op, const char* what, int64_t selected, int64_t tiles_done, int64_t n_tiles,
                      int64_t max_pairs);
 
-// Runs a mining epilogue over all tiles of `in` and concatenates the results in row order. The outputs are checked
-// after every tile against max_pairs (pairs of both sides, or triplets) and, on the CPU, against the memory
-// available: thresholds that select nearly every pair of a large set would otherwise fill the machine (N = 30,000:
-// 14 GB a pair list) and end in the kernel's OOM killer.
+// Runs a mining epilogue (returning TileOutputs<K> or its eager std::array) over all tiles of `in` and collects the
+// results in row order. The outputs are checked after every tile against max_pairs (pairs of both sides, or
+// triplets) and, on the CPU, against the memory available: thresholds that select nearly every pair of a large set
+// would otherwise fill the machine (N = 30,000: 14 GB a pair list) and end in the kernel's OOM killer.
 template <size_t K, typename Epilogue>
 std::array<at::Tensor, K> mine_all_tiles(const PairInputs& in, const char* op, Epilogue&& epilogue,
                                          int64_t max_pairs = -1) {
   static_assert(K == 3 || K == 4, "triplets (a, p, n) or pairs (a1, p, a2, n)");
-  std::vector<std::array<at::Tensor, K>> parts;
+  std::vector<TileOutputs<K>> parts;
   const int64_t budget = in.rows.is_cpu() ? host_output_budget() : -1;
   const int64_t per_tile = rows_per_tile(in.rows.size(0), in.refs.size(0), tile_budget(in.rows));
   const int64_t n_tiles = (in.rows.size(0) + per_tile - 1) / per_tile;
-  int64_t bytes = 0, selected = 0;
+  int64_t held = 0, output = 0, selected = 0;
+  bool any_deferred = false;
   for_each_pair_tile(in, [&](int64_t begin, const at::Tensor& sim) {
-    parts.push_back(epilogue(make_tile(in, begin, sim)));
-    const auto& out = parts.back();
-    for (const auto& t : out) bytes += t.numel() * int64_t(sizeof(int64_t));
-    selected += K == 4 ? out[0].numel() + out[K - 2].numel() : out[0].numel();
+    parts.emplace_back(epilogue(make_tile(in, begin, sim)));
+    const auto& part = parts.back();
+    int64_t bytes = 0;
+    for (size_t k = 0; k < K; ++k) bytes += part.count(k) * int64_t(sizeof(int64_t));
+    output += bytes;
+    held += part.deferred() ? part.held_bytes : bytes;
+    any_deferred |= part.deferred();
+    selected += K == 4 ? part.count(0) + part.count(K - 2) : part.count(0);
     check_max_pairs(op, K == 4 ? "pairs" : "triplets", selected, int64_t(parts.size()), n_tiles, max_pairs);
-    check_output_budget(op, bytes, int64_t(parts.size()), n_tiles, budget);
+    check_output_budget(op, held, n_tiles > 1 || any_deferred ? output : 0, int64_t(parts.size()), n_tiles, budget);
   });
-  return concat_tiles<K>(parts, in.rows.device());
+  return collect_tiles<K>(parts, in.rows.device());
 }
 
 }  // namespace slade

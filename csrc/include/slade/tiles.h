@@ -14,6 +14,8 @@
 #include <ATen/ATen.h>
 
 #include <array>
+#include <cstdint>
+#include <functional>
 
 namespace slade {
 
@@ -63,6 +65,24 @@ struct TripletRule {
   int64_t max_per_anchor = -1;  // keep the first k triplets of each anchor in (p, n) order; -1 = all
 };
 
+// What a mining epilogue returns for one tile: its K index tensors (the eager form, which every CUDA epilogue and most
+// CPU ones give), or their lengths and a writer that later fills the op's final outputs in place (the deferred form,
+// collect_tiles in drivers.h). The CPU pair epilogue defers a tile that selects many of its pairs: it keeps one
+// verdict byte per pair instead of 16 bytes of indices per selected pair, and the op then writes each index once
+// instead of writing it into the tile's own outputs and copying it into their concatenation.
+template <size_t K>
+struct TileOutputs {
+  std::array<at::Tensor, K> tensors;  // eager
+  std::array<int64_t, K> counts{};    // deferred: the length of each output
+  std::function<void(const std::array<int64_t*, K>&)> write;  // deferred: writes output k from address k on
+  int64_t held_bytes = 0;             // deferred: host memory kept until `write`
+
+  TileOutputs() = default;
+  TileOutputs(std::array<at::Tensor, K> eager) : tensors(std::move(eager)) {}  // NOLINT: implicit on purpose
+  bool deferred() const { return bool(write); }
+  int64_t count(size_t k) const { return deferred() ? counts[k] : tensors[k].numel(); }
+};
+
 namespace cpu {
 // acc: [6] float64 on the tile's device, accumulated in place:
 //   (sum_pos, sumsq_pos, count_pos, sum_neg, sumsq_neg, count_neg) over pairs with both labels >= 0, not self;
@@ -71,8 +91,9 @@ void pair_stats_tile(const Tile& tile, at::Tensor& acc);
 // Overwrites tile.sim with d(loss)/d(s) for the pair statistics: for a pos pair a_pos + b_pos * s, for a neg pair
 // a_neg + b_neg * s, 0 for ignored pairs (either label < 0, or self). coef = {a_pos, b_pos, a_neg, b_neg}.
 void pair_weights_tile(Tile& tile, const std::array<double, 4>& coef);
-// Returns {anchors_pos, refs_pos, anchors_neg, refs_neg} selected by `rule` in this tile (global indices).
-std::array<at::Tensor, 4> mine_pairs_tile(const Tile& tile, const PairRule& rule);
+// Returns {anchors_pos, refs_pos, anchors_neg, refs_neg} selected by `rule` in this tile (global indices), deferred
+// when the tile selects at least one pair in 16.
+TileOutputs<4> mine_pairs_tile(const Tile& tile, const PairRule& rule);
 // Batch hard: per row, the hardest positive (least close) and hardest negative (closest); ties -> smallest index.
 // Rows lacking either are skipped. Returns {anchors, positives, negatives}.
 std::array<at::Tensor, 3> mine_batch_hard_tile(const Tile& tile, bool inverted);
