@@ -77,6 +77,14 @@ def test_triplet_miner(run_case, n, impl):
     run_miner(run_case, f"TripletMarginMiner(semihard) N={n}", "TripletMarginMiner", impl, kwargs, "l2", *clustered(n))
 
 
+@pytest.mark.parametrize("impl", ["slade_ext", "pml"])  # most of an anchor's (positive, negative) are semihard
+@pytest.mark.parametrize("n", TRIPLET[-1:])
+def test_triplet_miner_unclustered(run_case, n, impl):
+    kwargs = {"margin": 0.2, "type_of_triplets": "semihard"}
+    run_miner(run_case, f"TripletMarginMiner(semihard) N={n} (unclustered)", "TripletMarginMiner", impl, kwargs, "l2",
+              *unclustered(n))
+
+
 # Unnormalised embeddings (PML's normalize_embeddings=False) on the fused path: the distance each class is timed with
 UNNORMALISED = {"MultiSimilarityMiner": "dot", "BatchHardMiner": "L2", "PairMarginMiner": "L2"}
 

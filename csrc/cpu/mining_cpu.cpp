@@ -10,6 +10,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "epilogue_utils.h"
@@ -253,52 +254,125 @@ std::array<at::Tensor, 3> mine_batch_hard_tile(const Tile& tile, bool inverted) 
   return {as_tensor(a), as_tensor(p), as_tensor(n)};
 }
 
-std::array<at::Tensor, 3> mine_triplets_tile(const Tile& tile, const TripletRule& rule) {
+// One positive's triplets: for each of the anchor's negatives, 1 where (anchor, positive, negative) passes the
+// triplet rule, with their count. The rule is triplet_selected's (rules.h) restated on template constants and
+// without branches, as pair_margin_verdicts restates select_pair's, so that the compiler vectorises the loop: on
+// unclustered embeddings an anchor's 7 positives meet ~1,000 negatives each, and judged one by one through
+// triplet_selected (a callback per triplet) the miner took twice as long (benchmarks/RESULTS.md, "Triplet
+// verdicts without branches"). The CUDA epilogue keeps triplet_selected; the two meet in tests/ext/test_mining.py
+// on a GPU.
+template <typename T, bool kInverted, TripletType kType>
+int64_t triplet_verdicts(T v_ap, const T* neg_values, int64_t n_neg, T margin, uint8_t* verdict) {
+  int64_t count = 0;
+  for (int64_t n = 0; n < n_neg; ++n) {
+    const T tm = kInverted ? v_ap - neg_values[n] : neg_values[n] - v_ap;
+    bool selected;
+    if constexpr (kType == TripletType::All) {
+      selected = tm <= margin;
+    } else if constexpr (kType == TripletType::Hard) {
+      selected = (tm <= margin) & (tm <= T(0));
+    } else if constexpr (kType == TripletType::SemiHard) {
+      selected = (tm <= margin) & (tm > T(0));
+    } else {
+      selected = tm > margin;
+    }
+    verdict[n] = uint8_t(selected);
+    count += selected;
+  }
+  return count;
+}
+
+// Two passes over the tile's rows, as the pair epilogue makes: the first counts each anchor's triplets (at most
+// rule.max_per_anchor), a prefix sum places them, the second writes them in lexicographic (p, n) order. Each pass
+// gathers the anchor's positives and its negatives' closeness values once, then judges every positive against the
+// contiguous values.
+template <typename T, bool kInverted, TripletType kType>
+std::array<at::Tensor, 3> mine_triplet_rows(const Tile& tile, const TripletRule& rule) {
   const int64_t b = tile.sim.size(0), m = tile.sim.size(1);
   const int64_t* row_labels = tile.row_labels.data_ptr<int64_t>();
   const int64_t* ref_labels = tile.ref_labels.data_ptr<int64_t>();
+  const T* sim = tile.sim.data_ptr<T>();
+  const T margin = T(rule.margin);
+  struct Scratch {
+    std::vector<int64_t> pos, neg;
+    std::vector<T> neg_values;
+    std::vector<uint8_t> verdict;
+  };
+  // Calls on_positive(pj, verdicts, count) for row i's positives in ascending order, until it returns false.
+  auto visit_row = [&](int64_t i, Scratch& s, auto&& on_positive) {
+    const int64_t gi = tile.row_begin + i, li = row_labels[i];
+    const T* row = sim + i * m;
+    s.pos.clear();
+    s.neg.clear();
+    s.neg_values.clear();
+    for (int64_t j = 0; j < m; ++j) {
+      if (is_pos_candidate(li, ref_labels[j], tile.exclude_self && gi == j)) s.pos.push_back(j);
+      if (is_neg_candidate(li, ref_labels[j])) {
+        s.neg.push_back(j);
+        s.neg_values.push_back(closeness_value(row[j], kInverted));
+      }
+    }
+    if (s.neg.empty()) return;
+    s.verdict.resize(s.neg.size());
+    for (int64_t pj : s.pos) {
+      const int64_t count = triplet_verdicts<T, kInverted, kType>(
+          closeness_value(row[pj], kInverted), s.neg_values.data(), int64_t(s.neg.size()), margin, s.verdict.data());
+      if (count > 0 && !on_positive(pj, s, count)) return;
+    }
+  };
+  const int64_t cap = rule.max_per_anchor;
+  std::vector<int64_t> counts(b + 1, 0);
+  at::parallel_for(0, b, 1, [&](int64_t i0, int64_t i1) {
+    Scratch s;
+    for (int64_t i = i0; i < i1; ++i) {
+      int64_t& c = counts[i + 1];
+      visit_row(i, s, [&](int64_t, const Scratch&, int64_t count) {
+        c = cap >= 0 ? std::min(cap, c + count) : c + count;
+        return cap < 0 || c < cap;
+      });
+    }
+  });
+  for (int64_t i = 0; i < b; ++i) counts[i + 1] += counts[i];
+  std::array<at::Tensor, 3> out;
+  for (auto& t : out) t = empty_indices(counts[b], tile.sim.device());
+  int64_t *a = out[0].data_ptr<int64_t>(), *p = out[1].data_ptr<int64_t>(), *n = out[2].data_ptr<int64_t>();
+  at::parallel_for(0, b, 1, [&](int64_t i0, int64_t i1) {
+    Scratch s;
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t gi = tile.row_begin + i, end = counts[i + 1];
+      int64_t w = counts[i];
+      visit_row(i, s, [&](int64_t pj, const Scratch& sc, int64_t) {
+        for_each_verdict(sc.verdict.data(), int64_t(sc.neg.size()), [&](int64_t k, uint8_t) {
+          if (w == end) return;
+          a[w] = gi;
+          p[w] = pj;
+          n[w++] = sc.neg[k];
+        });
+        return w < end;
+      });
+    }
+  });
+  return out;
+}
+
+std::array<at::Tensor, 3> mine_triplets_tile(const Tile& tile, const TripletRule& rule) {
   std::array<at::Tensor, 3> out;
   AT_DISPATCH_FLOATING_TYPES(tile.sim.scalar_type(), "mine_triplets_tile", [&] {
-    const scalar_t* sim = tile.sim.data_ptr<scalar_t>();
-    // Visits row i's selected (p, n) in lexicographic order, at most rule.max_per_anchor of them.
-    auto visit_row = [&](int64_t i, std::vector<int64_t>& pos, std::vector<int64_t>& neg, auto&& on_triplet) {
-      const int64_t gi = tile.row_begin + i, li = row_labels[i];
-      const scalar_t* row = sim + i * m;
-      pos.clear();
-      neg.clear();
-      for (int64_t j = 0; j < m; ++j) {
-        if (is_pos_candidate(li, ref_labels[j], tile.exclude_self && gi == j)) pos.push_back(j);
-        if (is_neg_candidate(li, ref_labels[j])) neg.push_back(j);
+    auto by_type = [&](auto inverted) {
+      constexpr bool kInverted = decltype(inverted)::value;
+      switch (rule.type) {
+        case TripletType::All:
+          return mine_triplet_rows<scalar_t, kInverted, TripletType::All>(tile, rule);
+        case TripletType::Hard:
+          return mine_triplet_rows<scalar_t, kInverted, TripletType::Hard>(tile, rule);
+        case TripletType::SemiHard:
+          return mine_triplet_rows<scalar_t, kInverted, TripletType::SemiHard>(tile, rule);
+        case TripletType::Easy:
+          return mine_triplet_rows<scalar_t, kInverted, TripletType::Easy>(tile, rule);
       }
-      int64_t emitted = 0;
-      for (int64_t pj : pos) {
-        const scalar_t v_ap = closeness_value(row[pj], rule.inverted);
-        for (int64_t nj : neg) {
-          if (!triplet_selected(rule, v_ap, closeness_value(row[nj], rule.inverted))) continue;
-          on_triplet(pj, nj);
-          if (++emitted == rule.max_per_anchor) return;
-        }
-      }
+      TORCH_INTERNAL_ASSERT(false, "unknown triplet type");
     };
-    std::vector<int64_t> counts(b + 1, 0);
-    at::parallel_for(0, b, 1, [&](int64_t i0, int64_t i1) {
-      std::vector<int64_t> pos, neg;
-      for (int64_t i = i0; i < i1; ++i) visit_row(i, pos, neg, [&](int64_t, int64_t) { ++counts[i + 1]; });
-    });
-    for (int64_t i = 0; i < b; ++i) counts[i + 1] += counts[i];
-    for (auto& t : out) t = empty_indices(counts[b], tile.sim.device());
-    int64_t *a = out[0].data_ptr<int64_t>(), *p = out[1].data_ptr<int64_t>(), *n = out[2].data_ptr<int64_t>();
-    at::parallel_for(0, b, 1, [&](int64_t i0, int64_t i1) {
-      std::vector<int64_t> pos, neg;
-      for (int64_t i = i0; i < i1; ++i) {
-        int64_t w = counts[i];
-        visit_row(i, pos, neg, [&](int64_t pj, int64_t nj) {
-          a[w] = tile.row_begin + i;
-          p[w] = pj;
-          n[w++] = nj;
-        });
-      }
-    });
+    out = rule.inverted ? by_type(std::true_type{}) : by_type(std::false_type{});
   });
   return out;
 }
