@@ -198,34 +198,106 @@ TileOutputs<4> mine_pairs_tile(const Tile& tile, const PairRule& rule) {
 
 // ---- triplets -------------------------------------------------------------------------------------------------
 
-// One row: the hardest positive and negative in locals (kept in registers), ties -> smallest index.
+// Batch hard's rule (harder_positive / harder_negative, rules.h, inverted: closeness, larger is closer) for one row
+// on int32 labels. The row goes by blocks of 64: each block's smallest positive and largest negative closeness are
+// reductions that `omp simd` lets the compiler vectorise (without it GCC keeps a float min scalar), and a block
+// replaces the row's best only when strictly harder, so the row's hardest value is first reached in the block
+// kept; the first index holding it there is the smallest index among ties, as the one-pass loop gives. The pair
+// (i, i) of a self-comparison reads +inf meanwhile (restored after), so it never is the hardest positive.
+// Through harder_positive one pair at a time the loop was the miner's largest cost besides the GEMM, with 40 % of
+// the GEMM's perf samples (benchmarks/RESULTS.md, "Batch hard by blocks").
+template <typename T>
+void batch_hard_row(T* row, int32_t li, const int32_t* ref_labels, int64_t m, int64_t self_j, int64_t& jp,
+                    int64_t& jn) {
+  constexpr int64_t kBlock = 64;
+  const T inf = std::numeric_limits<T>::infinity();
+  const bool has_self = self_j >= 0 && self_j < m;
+  const T self_value = has_self ? row[self_j] : T(0);
+  if (has_self) row[self_j] = inf;
+  T min_pos = inf, max_neg = -inf;
+  int64_t pos_block = 0, neg_block = 0, n_same = 0;
+  for (int64_t j0 = 0; j0 < m; j0 += kBlock) {
+    const int64_t j1 = std::min(m, j0 + kBlock);
+    T block_min = inf, block_max = -inf;
+    int64_t block_same = 0;
+#pragma omp simd reduction(min : block_min) reduction(max : block_max) reduction(+ : block_same)
+    for (int64_t j = j0; j < j1; ++j) {
+      const T v = row[j];
+      const bool same = ref_labels[j] == li;
+      const T as_pos = same ? v : inf, as_neg = same ? -inf : v;
+      block_min = as_pos < block_min ? as_pos : block_min;
+      block_max = as_neg > block_max ? as_neg : block_max;
+      block_same += same;
+    }
+    if (block_min < min_pos) {
+      min_pos = block_min;
+      pos_block = j0;
+    }
+    if (block_max > max_neg) {
+      max_neg = block_max;
+      neg_block = j0;
+    }
+    n_same += block_same;
+  }
+  const int64_t n_pos = n_same - int64_t(has_self), n_neg = m - n_same;
+  // The first j >= begin with match(j). A side whose every value is at +-inf left no block strictly harder: its
+  // block stays 0, the row's start.
+  auto first = [&](int64_t begin, auto&& match) {
+    for (int64_t j = begin; j < m; ++j) {
+      if (match(j)) return j;
+    }
+    return int64_t(-1);
+  };
+  jp = n_pos == 0 ? -1 : first(pos_block, [&](int64_t j) {
+    return ref_labels[j] == li && j != self_j && row[j] == min_pos;
+  });
+  jn = n_neg == 0 ? -1 : first(neg_block, [&](int64_t j) { return ref_labels[j] != li && row[j] == max_neg; });
+  if (has_self) row[self_j] = self_value;
+}
+
+// One row in one pass (labels beyond int32, or a cosine tile read as L2): the hardest positive and negative in
+// locals, ties -> smallest index.
+template <typename T, bool kInverted>
+void batch_hard_row_one_pass(const T* row, int64_t li, const int64_t* ref_labels, int64_t m, int64_t self_j,
+                             int64_t& jp, int64_t& jn) {
+  jp = -1;
+  jn = -1;
+  T best_pos = 0, best_neg = 0;
+  for (int64_t j = 0; j < m; ++j) {
+    const T v = closeness_value(row[j], kInverted);
+    if (is_pos_candidate(li, ref_labels[j], j == self_j)) {
+      if (jp < 0 || harder_positive(v, best_pos, kInverted)) {
+        jp = j;
+        best_pos = v;
+      }
+    } else if (is_neg_candidate(li, ref_labels[j]) && (jn < 0 || harder_negative(v, best_neg, kInverted))) {
+      jn = j;
+      best_neg = v;
+    }
+  }
+}
+
 template <typename T, bool kInverted>
 void batch_hard_rows(const Tile& tile, std::vector<int64_t>& hard_pos, std::vector<int64_t>& hard_neg) {
   const int64_t b = tile.sim.size(0), m = tile.sim.size(1);
   const int64_t* row_labels = tile.row_labels.data_ptr<int64_t>();
   const int64_t* ref_labels = tile.ref_labels.data_ptr<int64_t>();
-  const T* sim = tile.sim.data_ptr<T>();
-  at::parallel_for(0, b, 8, [&](int64_t i0, int64_t i1) {
+  T* sim = tile.sim.data_ptr<T>();  // batch_hard_row marks (i, i) for a moment
+  std::vector<int32_t> row_labels32, ref_labels32;
+  if (kInverted) {
+    ref_labels32 = labels_as_int32(tile.ref_labels);
+    if (!ref_labels32.empty()) row_labels32 = labels_as_int32(tile.row_labels);
+  }
+  const bool fast = !row_labels32.empty();
+  at::parallel_for(0, b, kRowChunk, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
-      const int64_t gi = tile.row_begin + i, li = row_labels[i];
-      const int64_t self_j = tile.exclude_self ? gi : -1;
-      const T* row = sim + i * m;
-      int64_t jp = -1, jn = -1;
-      T best_pos = 0, best_neg = 0;
-      for (int64_t j = 0; j < m; ++j) {
-        const T v = closeness_value(row[j], kInverted);
-        if (is_pos_candidate(li, ref_labels[j], j == self_j)) {
-          if (jp < 0 || harder_positive(v, best_pos, kInverted)) {
-            jp = j;
-            best_pos = v;
-          }
-        } else if (is_neg_candidate(li, ref_labels[j]) && (jn < 0 || harder_negative(v, best_neg, kInverted))) {
-          jn = j;
-          best_neg = v;
-        }
+      const int64_t self_j = tile.exclude_self ? tile.row_begin + i : -1;
+      T* row = sim + i * m;
+      if (fast) {
+        batch_hard_row<T>(row, row_labels32[i], ref_labels32.data(), m, self_j, hard_pos[i], hard_neg[i]);
+      } else {
+        batch_hard_row_one_pass<T, kInverted>(row, row_labels[i], ref_labels, m, self_j, hard_pos[i], hard_neg[i]);
       }
-      hard_pos[i] = jp;
-      hard_neg[i] = jn;
     }
   });
 }

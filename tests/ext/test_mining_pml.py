@@ -77,11 +77,11 @@ def test_op_pair_margin_matches_pml(device, n, m, classes, distance):
 
 
 @pytest.mark.parametrize("offset", [2**31, 2**32, -2**40])
-@pytest.mark.parametrize("op", ["pair_margin", "multi_similarity"])
+@pytest.mark.parametrize("op", ["pair_margin", "multi_similarity", "batch_hard"])
 def test_op_labels_beyond_int32_match_pml(op, offset):
-    """The CPU pair-margin and multi-similarity epilogues compare int32 copies of the labels when every label fits:
-    labels that do not (here some are shifted by `offset`, which truncation to 32 bits would map back onto the
-    others) take the general path, and the pairs stay PML's."""
+    """The CPU pair-margin, multi-similarity and batch-hard epilogues compare int32 copies of the labels when every
+    label fits: labels that do not (here some are shifted by `offset`, which truncation to 32 bits would map back
+    onto the others) take the general path, and the pairs and triplets stay PML's."""
     emb, lab = embeddings(200, 32), labels(200, 8)
     lab = torch.where(torch.arange(200) % 2 == 0, lab, lab + offset)
     if op == "pair_margin":
@@ -89,6 +89,11 @@ def test_op_labels_beyond_int32_match_pml(op, offset):
         margins = tuple(values.quantile(q).item() for q in (0.4, 0.6))
         theirs = pml_miners.PairMarginMiner(*margins)(emb, lab)
         ours = ops.mine_pair_margin(emb, lab, None, None, *margins, distance="l2")
+    elif op == "batch_hard":
+        theirs = pml_miners.BatchHardMiner()(emb, lab)
+        ours = ops.mine_batch_hard(emb, lab, None, None, distance="l2")
+        assert len(theirs[0]) > 0 and as_set(ours) == as_set(theirs)
+        return
     else:
         theirs = pml_miners.MultiSimilarityMiner(epsilon=0.1)(emb, lab)
         ours = ops.mine_multi_similarity(emb, lab, None, None, epsilon=0.1)
@@ -103,6 +108,18 @@ def test_op_batch_hard_matches_pml(device, n, m, classes, distance):
     theirs = pml_miners.BatchHardMiner(distance=OP_DISTANCES[distance]())(emb, lab, ref, ref_lab)
     ours = ops.mine_batch_hard(emb, lab, ref, ref_lab, distance=distance)
     assert as_set(ours) == as_set(theirs)
+
+
+def test_op_batch_hard_when_the_self_pair_is_least_similar(device):
+    """With the unnormalised dot product a row's similarity with itself can be the smallest of its positives':
+    (i, i) is no candidate, so the hardest positive is the least similar of the others, never a row dropped for
+    it."""
+    emb = torch.tensor([[1.0, 0.0], [2.0, 0.0], [3.0, 0.0], [0.0, 1.0], [0.0, 2.0]], device=device)
+    lab = torch.tensor([0, 0, 0, 1, 1], device=device)
+    dot = OP_DISTANCES["dot"]()
+    ours = ops.mine_batch_hard(emb, lab, None, None, distance="dot")
+    assert as_set(ours) == as_set(pml_miners.BatchHardMiner(distance=dot)(emb, lab))
+    assert (0, 1, 3) in as_set(ours)  # row 0: dot 2 with row 1 (its own is 1), and 0 with rows 3 and 4
 
 
 @pytest.mark.parametrize("type_of_triplets", ["all", "hard", "semihard", "easy"])
