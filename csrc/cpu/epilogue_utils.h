@@ -63,6 +63,18 @@ inline std::vector<int32_t> labels_as_int32(const at::Tensor& labels) {
   return std::vector<int32_t>(src, src + labels.numel());
 }
 
+// A tile's row and reference labels as int32 for the branch-free loops, or unusable (both left empty or only the
+// references converted): when the caller's loop does not take them (`wanted` false) or a label does not fit.
+struct TileLabels32 {
+  std::vector<int32_t> rows, refs;
+  TileLabels32(const Tile& tile, bool wanted) {
+    if (!wanted) return;
+    refs = labels_as_int32(tile.ref_labels);
+    if (!refs.empty()) rows = labels_as_int32(tile.row_labels);
+  }
+  bool usable() const { return !rows.empty(); }
+};
+
 // Calls fn(j, verdict) for the non-zero verdict bytes of a row, in ascending j: most rows select few pairs, so 8
 // empty verdicts are skipped at once.
 template <typename F>

@@ -17,7 +17,6 @@ namespace cpu {
 namespace {
 
 using detail::for_each_verdict;
-using detail::labels_as_int32;
 using detail::pair_margin_verdicts;
 
 constexpr int64_t kRowGrain = 4;  // rows per parallel work item
@@ -66,17 +65,12 @@ struct LogSumExpOne {
   double value() const { return max_term + std::log(std::exp(-max_term) + sum); }
 };
 
-// Both labels as int32 for the branch-free loops (all pairs on closeness values), or empty: pair lists, another
+// Both labels as int32 for the branch-free loops (all pairs on closeness values), or unusable: pair lists, another
 // rule reading, or a label beyond int32.
-struct Labels32 {
-  std::vector<int32_t> rows, refs;
-  Labels32(const Tile& tile, const PairLists& lists, const LossRule& rule) {
-    if (!rule.inverted || lists.defined()) return;
-    refs = labels_as_int32(tile.ref_labels);
-    if (!refs.empty()) rows = labels_as_int32(tile.row_labels);
-  }
-  bool usable() const { return !rows.empty(); }
-};
+using Labels32 = detail::TileLabels32;
+Labels32 loop_labels(const Tile& tile, const PairLists& lists, const LossRule& rule) {
+  return Labels32(tile, rule.inverted && !lists.defined());
+}
 
 // The multi-similarity epilogues on int32 labels, in sweeps over the tile: the pairs' exponents written over the
 // tile without branches, ATen's vectorised exp of the whole tile, then the row sums (forward) or the weights
@@ -273,7 +267,7 @@ void ms_weights_by_sweeps(Tile& tile, const LossRule& rule, const Labels32& labe
 template <typename T>
 void loss_rows_impl(const Tile& tile, const PairLists& lists, const LossRule& rule, double* out,
                     ActivePairs* active, int64_t first_row, RowGradients* grads) {
-  const Labels32 labels(tile, lists, rule);
+  const Labels32 labels = loop_labels(tile, lists, rule);
   const bool sweeps = labels.usable() && rule.kind == LossKind::MultiSimilarity;
   if (grads != nullptr && (!sweeps || tile.exclude_self)) grads->computed = false;  // the driver drops them
   if (sweeps) {
@@ -341,7 +335,7 @@ void loss_rows_impl(const Tile& tile, const PairLists& lists, const LossRule& ru
 
 template <typename T>
 void loss_weights_impl(Tile& tile, const PairLists& lists, const LossRule& rule, const double* state) {
-  const Labels32 labels(tile, lists, rule);
+  const Labels32 labels = loop_labels(tile, lists, rule);
   if (labels.usable() && rule.kind == LossKind::MultiSimilarity) {
     return ms_weights_by_sweeps<T>(tile, rule, labels, state);
   }

@@ -24,7 +24,7 @@ namespace cpu {
 using detail::for_each_verdict;
 using detail::kRowChunk;
 using detail::LabelView;
-using detail::labels_as_int32;
+using detail::TileLabels32;
 using detail::pair_margin_verdicts;
 
 // ---- pair mining / selection ----------------------------------------------------------------------------------
@@ -65,9 +65,9 @@ void multi_similarity_verdicts(T* row, int32_t li, const int32_t* ref_labels, in
 // A tile's pair verdicts, one byte per pair (bit 0: positive, bit 1: negative), with each row's offsets among the
 // tile's positives and negatives (pos_at[i], neg_at[i]; the totals at b).
 struct PairVerdicts {
-  int64_t row_begin = 0, rows = 0, m = 0;
+  int64_t row_begin = 0, m = 0;
   std::vector<uint8_t> verdict;
-  std::vector<int64_t> pos_at, neg_at;
+  std::vector<int64_t> pos_at, neg_at;  // b + 1 each
 };
 
 // The first pass over the tile's rows: each row's extrema (when the rule needs them), the rule applied once per pair,
@@ -83,30 +83,25 @@ void judge_pairs(const Tile& tile, const PairRule& rule, PairVerdicts& out) {
   fixed.kind = kKind;
   fixed.inverted = kInverted;
   out.row_begin = tile.row_begin;
-  out.rows = b;
   out.m = m;
   out.verdict.resize(size_t(b) * size_t(m));
   out.pos_at.assign(b + 1, 0);
   out.neg_at.assign(b + 1, 0);
   uint8_t* verdict = out.verdict.data();
   int64_t *pos_at = out.pos_at.data(), *neg_at = out.neg_at.data();
-  std::vector<int32_t> row_labels32, ref_labels32;
-  if (kKind != PairRuleKind::Confident && kInverted) {
-    ref_labels32 = labels_as_int32(tile.ref_labels);
-    if (!ref_labels32.empty()) row_labels32 = labels_as_int32(tile.row_labels);
-  }
-  const bool fast = !row_labels32.empty();
+  const TileLabels32 labels32(tile, kKind != PairRuleKind::Confident && kInverted);
+  const bool fast = labels32.usable();
   at::parallel_for(0, b, kRowChunk, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t li = lab.row(i), self_j = tile.exclude_self ? tile.row_begin + i : -1;
       const T* row = sim + i * m;
       if (fast && kKind == PairRuleKind::PairMargin) {
-        pair_margin_verdicts<T>(row, row_labels32[i], ref_labels32.data(), m, self_j, T(rule.pos_margin),
+        pair_margin_verdicts<T>(row, labels32.rows[i], labels32.refs.data(), m, self_j, T(rule.pos_margin),
                                 T(rule.neg_margin), verdict + i * m, pos_at[i + 1], neg_at[i + 1]);
         continue;
       }
       if (fast && kKind == PairRuleKind::MultiSimilarity) {
-        multi_similarity_verdicts<T>(writable_sim + i * m, row_labels32[i], ref_labels32.data(), m, self_j,
+        multi_similarity_verdicts<T>(writable_sim + i * m, labels32.rows[i], labels32.refs.data(), m, self_j,
                                      T(rule.epsilon), verdict + i * m, pos_at[i + 1], neg_at[i + 1]);
         continue;
       }
@@ -143,7 +138,8 @@ void judge_pairs(const Tile& tile, const PairRule& rule, PairVerdicts& out) {
 // most of the op's time.
 void write_pairs(const PairVerdicts& v, const std::array<int64_t*, 4>& out) {
   int64_t *pos_a = out[0], *pos_j = out[1], *neg_a = out[2], *neg_j = out[3];
-  at::parallel_for(0, v.rows, kRowChunk, [&](int64_t i0, int64_t i1) {
+  const int64_t rows = int64_t(v.pos_at.size()) - 1;
+  at::parallel_for(0, rows, kRowChunk, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t gi = v.row_begin + i;
       int64_t p = v.pos_at[i], n = v.neg_at[i];
@@ -283,18 +279,14 @@ void batch_hard_rows(const Tile& tile, std::vector<int64_t>& hard_pos, std::vect
   const int64_t* row_labels = tile.row_labels.data_ptr<int64_t>();
   const int64_t* ref_labels = tile.ref_labels.data_ptr<int64_t>();
   T* sim = tile.sim.data_ptr<T>();  // batch_hard_row marks (i, i) for a moment
-  std::vector<int32_t> row_labels32, ref_labels32;
-  if (kInverted) {
-    ref_labels32 = labels_as_int32(tile.ref_labels);
-    if (!ref_labels32.empty()) row_labels32 = labels_as_int32(tile.row_labels);
-  }
-  const bool fast = !row_labels32.empty();
+  const TileLabels32 labels32(tile, kInverted);
+  const bool fast = labels32.usable();
   at::parallel_for(0, b, kRowChunk, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t self_j = tile.exclude_self ? tile.row_begin + i : -1;
       T* row = sim + i * m;
       if (fast) {
-        batch_hard_row<T>(row, row_labels32[i], ref_labels32.data(), m, self_j, hard_pos[i], hard_neg[i]);
+        batch_hard_row<T>(row, labels32.rows[i], labels32.refs.data(), m, self_j, hard_pos[i], hard_neg[i]);
       } else {
         batch_hard_row_one_pass<T, kInverted>(row, row_labels[i], ref_labels, m, self_j, hard_pos[i], hard_neg[i]);
       }
